@@ -41,7 +41,7 @@ class ActionLimits:
     hold_last: np.ndarray
 
     @staticmethod
-    def ee_delta(dof: int = 7, max_step: float = 0.5) -> "ActionLimits":
+    def ee_delta(dof: int = 7, max_step: float = 0.5) -> ActionLimits:
         """LIBERO-style end-effector deltas in [-1, 1] with a gripper as the last dimension."""
         step = np.full(dof, max_step, np.float32)
         step[-1] = np.inf
@@ -50,7 +50,7 @@ class ActionLimits:
         return ActionLimits(np.full(dof, -1.0, np.float32), np.full(dof, 1.0, np.float32), step, hold)
 
     @staticmethod
-    def joint_positions(low, high, max_step) -> "ActionLimits":
+    def joint_positions(low, high, max_step) -> ActionLimits:
         low = np.asarray(low, np.float32)
         return ActionLimits(low, np.asarray(high, np.float32),
                             np.broadcast_to(np.asarray(max_step, np.float32), low.shape).copy(),

@@ -28,8 +28,10 @@ class Block:
     image_stamps: dict[str, float]         # camera -> capture stamp of that frame
     state: np.ndarray | None               # (n_state,) float32 proprioception, None if none yet
     state_stamp: float | None
-    utterances: list[np.ndarray] = field(default_factory=list)  # user utterances (VAD segments) that ended in this block
-    heard: str = ""                        # what the user said in this block, as text (typed, or ASR filled in by a listening policy)
+    # the user's utterances (VAD segments) that ended in this block
+    utterances: list[np.ndarray] = field(default_factory=list)
+    # what the user said in this block, as text: typed, or transcribed by a listening policy
+    heard: str = ""
     user_speaking: bool = False            # the user is still speaking at t_end
     interrupted: bool = False              # barge-in or a stop word happened in this block
     keywords: tuple[str, ...] = ()         # keywords spotted in this block ("stop", ...)
@@ -43,7 +45,7 @@ class Block:
     def duration_s(self) -> float:
         return self.t_end - self.t_start
 
-    def merge_earlier(self, earlier: "Block") -> None:
+    def merge_earlier(self, earlier: Block) -> None:
         """Folds a block the policy never saw into this one, so that nothing said is lost."""
         self.audio = np.concatenate([earlier.audio, self.audio])
         self.t_start = earlier.t_start

@@ -1,0 +1,114 @@
+"""The reflex path: run on every audio frame, no model, so barge-in takes tens of ms.
+
+- the user starts speaking while the robot speaks -> the robot's voice ducks at once;
+- the user keeps speaking past a backchannel ("mm-hmm") -> the robot's voice is cut;
+- the user stops within the backchannel length -> the voice comes back up;
+- a stop word -> the voice is cut and the action queue halts at the next control tick.
+The model still decides what an interruption means, in its next block.
+
+`Reflex.hear` returns `Reflexes` (what to do); the engine applies them and emits events, so
+this file holds the rules and nothing else.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hearing import VAD, KeywordSpotter
+
+DEFAULT_STOP_WORDS = ("stop", "wait", "pause", "halt")
+
+
+@dataclass
+class ReflexConfig:
+    backchannel_s: float = 0.3     # user speech shorter than this does not cut the robot
+    stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    preroll_s: float = 0.3         # audio kept before a VAD onset, so ASR hears the first phoneme
+    max_utterance_s: float = 30.0  # an utterance longer than this is cut into pieces
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.backchannel_s <= 2.0):
+            raise ValueError(f"backchannel_s={self.backchannel_s} must be in (0, 2] s")
+        self.stop_words = tuple(w.strip().lower() for w in self.stop_words if w.strip())
+
+
+@dataclass
+class Reflexes:
+    """What one audio frame asks for. Times are engine clock seconds."""
+    speech_started: bool = False
+    speech_ended: bool = False
+    utterance: np.ndarray | None = None   # the finished utterance, when speech ended
+    duck: bool = False
+    unduck: bool = False
+    cut: str | None = None                # reason, when the robot's voice must stop
+    halt: str | None = None               # stop word, when the actions must stop
+    keywords: list[str] = field(default_factory=list)
+
+
+class Reflex:
+    def __init__(self, vad: VAD, keywords: KeywordSpotter | None = None,
+                 config: ReflexConfig | None = None, sample_rate: int = 16000) -> None:
+        self.vad = vad
+        self.keywords = keywords
+        self.config = config or ReflexConfig()
+        self.sample_rate = sample_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self.vad.reset()
+        if self.keywords is not None:
+            self.keywords.reset()
+        self.speaking = False
+        self._speech_s = 0.0
+        self._ducked = False
+        self._cut = False
+        self._preroll: deque[np.ndarray] = deque()
+        self._preroll_n = 0
+        self._utterance: list[np.ndarray] = []
+        self._utterance_n = 0
+
+    def hear(self, frame: np.ndarray, robot_speaking: bool) -> Reflexes:
+        """Called once per (echo-cleaned) microphone frame, in order."""
+        c = self.config
+        out = Reflexes()
+        dt = len(frame) / self.sample_rate
+        voiced = bool(self.vad.is_speech(frame))
+        if self.keywords is not None:
+            out.keywords = [w.lower() for w in self.keywords.process(frame)]
+
+        if voiced and not self.speaking:
+            self.speaking, self._speech_s, self._cut = True, 0.0, False
+            out.speech_started = True
+            self._utterance, self._utterance_n = list(self._preroll), self._preroll_n
+            if robot_speaking:
+                out.duck, self._ducked = True, True
+        if self.speaking:
+            self._speech_s += dt
+            self._utterance.append(frame)
+            self._utterance_n += len(frame)
+            if (self._ducked or robot_speaking) and not self._cut and self._speech_s >= c.backchannel_s - 1e-9:
+                if robot_speaking:
+                    out.cut = "barge_in"
+                self._cut, self._ducked = True, False
+            if not voiced or self._utterance_n >= c.max_utterance_s * self.sample_rate:
+                out.speech_ended = True
+                out.utterance = np.concatenate(self._utterance).astype(np.float32)
+                self.speaking = False
+                self._utterance, self._utterance_n = [], 0
+                if self._ducked:
+                    out.unduck, self._ducked = True, False
+        self._preroll.append(frame)
+        self._preroll_n += len(frame)
+        while self._preroll and self._preroll_n - len(self._preroll[0]) >= c.preroll_s * self.sample_rate:
+            self._preroll_n -= len(self._preroll.popleft())
+
+        stop = next((w for w in out.keywords if w in c.stop_words), None)
+        if stop is not None:
+            out.halt = stop
+            if robot_speaking:
+                out.cut = "stop_word"
+                out.unduck = False
+            self._ducked = False
+        return out
