@@ -135,13 +135,13 @@ class ActionQueue:
             return AddResult(False, reason=f"chunk at {chunk.hz} Hz, queue at {self.config.hz} Hz")
         now_tick = self._tick_of(now)
         first = int(round(chunk.t_start * self.config.hz))
-        frozen_until = now_tick + self.config.committed   # ticks <= this keep the old plan
+        frozen_until = now_tick + self.config.committed - 1   # ticks <= this keep the old plan
         skipped = kept = blended = 0
         new_plan = {k: s for k, s in self._plan.items() if k <= frozen_until}
         overlap = 0
         for i, act in enumerate(a):
             k = first + i
-            if k <= now_tick:
+            if k < now_tick:   # the current tick's action still runs: add() is called within the tick
                 skipped += 1
                 continue
             if k <= frozen_until and k in self._plan:
@@ -200,5 +200,10 @@ class ActionQueue:
         out = np.clip(act, lim.low, lim.high)
         if self._last is not None:
             out = np.clip(out, self._last - lim.max_step, self._last + lim.max_step)
+        else:
+            # Nothing sent yet: the arm is at rest, so deltas ramp up from 0. Dimensions held at
+            # their last value (grippers, joint positions) have no reference until the first command.
+            step = np.where(lim.hold_last, np.inf, lim.max_step)
+            out = np.clip(out, -step, step)
         clamped = bool(np.any(out != act))
         return out.astype(np.float32), clamped

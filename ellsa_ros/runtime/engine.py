@@ -211,8 +211,6 @@ class DuplexEngine:
     def tick(self, now: float) -> Command:
         """Called once per control period. Never blocks on the policy."""
         with self._lock:
-            for answer in self.worker.poll(now):
-                self._apply(answer, now)
             if self._halt_request is not None:
                 t_halt, word = self._halt_request
                 self._halt_request = None
@@ -221,6 +219,8 @@ class DuplexEngine:
                 self._emit(ev.ActionHalt(now, reason=f"stop_word:{word}"))
             while self._started and now + 1e-9 >= self._next_block_t:
                 self._submit_block(now)
+            for answer in self.worker.poll(now):
+                self._apply(answer, now)
             stale = self._check_stale(now)
             if stale:
                 self.queue.tick(now)    # keep the grid moving; nothing is sent

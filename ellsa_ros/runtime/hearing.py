@@ -16,7 +16,13 @@ import numpy as np
 
 @runtime_checkable
 class VAD(Protocol):
-    """Streaming voice activity with its own onset/offset hysteresis."""
+    """Streaming voice activity with its own onset/offset hysteresis.
+
+    `voiced` is the raw decision for the last frame alone (before hysteresis): the reflexes use
+    it to tell a user who is still talking from the VAD's hangover after a short "mm-hmm".
+    """
+
+    voiced: bool
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Called on every audio frame, in order; True while the user is speaking."""
@@ -70,6 +76,7 @@ class EnergyVAD:
         self._voiced_s = 0.0
         self._quiet_s = 0.0
         self._active = False
+        self.voiced = False
 
     def is_speech(self, frame: np.ndarray) -> bool:
         c = self.config
@@ -77,6 +84,7 @@ class EnergyVAD:
         rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if len(frame) else 0.0
         level_db = 20.0 * np.log10(max(rms, 1e-9))
         voiced = level_db > c.threshold_db and level_db > self._noise_db + c.snr_db
+        self.voiced = voiced
         if not voiced:
             self._noise_db += c.noise_adapt * (level_db - self._noise_db)
         if voiced:

@@ -88,7 +88,11 @@ class Reflex:
             self._speech_s += dt
             self._utterance.append(frame)
             self._utterance_n += len(frame)
-            if (self._ducked or robot_speaking) and not self._cut and self._speech_s >= c.backchannel_s - 1e-9:
+            # Cut only if the user is still making sound a backchannel length after onset: the
+            # VAD's hangover after a short "mm-hmm" must not count as talking on.
+            still_voiced = bool(getattr(self.vad, "voiced", True))
+            if (self._ducked or robot_speaking) and not self._cut and still_voiced \
+                    and self._speech_s >= c.backchannel_s - 1e-9:
                 if robot_speaking:
                     out.cut = "barge_in"
                 self._cut, self._ducked = True, False

@@ -1,0 +1,48 @@
+"""Where the objects of a LIBERO scene are, read from the simulator (privileged state).
+
+Positions are the objects' body origins; boxes are world-aligned bounds of each object's
+collision geometry (the object's bodies and their children), which is what a scripted
+grasp needs: how high the top is and how wide the object is.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SceneGeometry:
+    """Built once per simulator (after a model rebuild, build a new one)."""
+
+    def __init__(self, libero_env) -> None:
+        model = libero_env.sim.model._model
+        self._body_ids: dict[str, int] = {name: int(body) for name, body in libero_env.obj_body_id.items()}
+        parent = model.body_parentid
+        self._geoms: dict[str, np.ndarray] = {}
+        for name, root in self._body_ids.items():
+            bodies = {root}
+            # Bodies are stored parents first, so one pass collects every descendant.
+            for body in range(root + 1, model.nbody):
+                if parent[body] in bodies:
+                    bodies.add(body)
+            collides = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
+            in_object = np.isin(model.geom_bodyid, sorted(bodies))
+            self._geoms[name] = np.flatnonzero(in_object & collides)
+        self._aabb = np.array(model.geom_aabb).reshape(-1, 6)   # (ngeom, center xyz + half-size xyz), geom frame
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._body_ids)
+
+    def snapshot(self, sim) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Called after every simulator step: {name: xyz (m)}, {name: (lo xyz, hi xyz) (m)}."""
+        data = sim.data._data
+        positions = {name: np.array(data.xpos[body]) for name, body in self._body_ids.items()}
+        boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, geoms in self._geoms.items():
+            if geoms.size == 0:
+                boxes[name] = (positions[name].copy(), positions[name].copy())
+                continue
+            rot = data.geom_xmat[geoms].reshape(-1, 3, 3)                         # (g, 3, 3)
+            centre = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rot, self._aabb[geoms, :3])
+            half = np.einsum("gij,gj->gi", np.abs(rot), self._aabb[geoms, 3:])   # (g, 3)
+            boxes[name] = ((centre - half).min(axis=0), (centre + half).max(axis=0))
+        return positions, boxes
