@@ -12,8 +12,8 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("ellsa_ros.runtime.demo", "run the engine's scripted duplex demo on the stepped clock"),
     "bench": ("bench", "run a benchmark; prints one JSON object as its last line"),
+    "serve": ("ellsa_ros.serve.command", "serve a policy to robots over ZeroMQ (or --gen-keys DIR)"),
 }
 
 

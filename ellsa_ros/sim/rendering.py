@@ -39,5 +39,8 @@ def configure_renderer(sim, width: int, height: int, quality: RenderQuality) -> 
 
 def render_camera(sim, camera: str, width: int, height: int) -> np.ndarray:
     """One (height, width, 3) uint8 image, upright: MuJoCo reads pixels bottom row first."""
+    # robosuite renders into whichever GL context is current; with several simulators in one
+    # process (a benchmark, parallel evaluations) that must be this simulator's own.
+    sim._render_context_offscreen.gl_ctx.make_current()
     image = sim.render(width=width, height=height, camera_name=camera)
     return np.ascontiguousarray(image[::-1])

@@ -1,0 +1,113 @@
+"""`ellsa serve`: serve a policy to robots over ZeroMQ, or create CURVE keys for it.
+
+    ellsa serve --policy CKPT [--bind tcp://127.0.0.1:5555] [--keys DIR]
+    ellsa serve --policy-class package.module:Factory       (any Policy class or factory)
+    ellsa serve --gen-keys DIR [--robot NAME]
+
+Each robot's session gets its own policy: `--policy-class` is called once per session; a
+checkpoint is loaded once and each session gets `policy.new_session()` when the loaded policy
+offers it (shared weights, own state), else a deep copy.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import logging
+import sys
+from typing import Callable
+
+from ..runtime.policy import Policy
+from .codec import ACTION_SPACES, PolicySpec
+from .keys import ROBOT, generate
+from .server import PolicyServer, ServerConfig
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--policy", metavar="CKPT", help="checkpoint to serve (ellsa_ros.model.load_policy)")
+    src.add_argument("--policy-class", metavar="MODULE:NAME", help="a Policy class or factory to serve")
+    src.add_argument("--gen-keys", metavar="DIR", help="create CURVE keys for the server and one robot in DIR")
+    parser.add_argument("--robot", default=ROBOT, help="with --gen-keys: the robot's key name (default: robot)")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
+    parser.add_argument("--keys", metavar="DIR", help="CURVE keys; required to bind a non-loopback address")
+    parser.add_argument("--block-s", type=float, help="block length (s); default: the policy's own")
+    parser.add_argument("--chunk", type=int, help="actions per chunk; default: the policy's own")
+    parser.add_argument("--dof", type=int, help="values per action; default: the policy's own")
+    parser.add_argument("--control-hz", type=float, help="control rate of the chunk; default: the policy's own")
+    parser.add_argument("--action-space", choices=ACTION_SPACES, help="default: the policy's own, else ee_delta")
+    parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest request answered (MiB)")
+    parser.add_argument("--max-sessions", type=int, default=16, help="robots served at once")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    if args.gen_keys:
+        for path in generate(args.gen_keys, args.robot):
+            print(path, file=sys.stderr)
+        print(f"copy {args.gen_keys}/server.key and {args.gen_keys}/{args.robot}.key* to the robot; "
+              f"serve with --keys {args.gen_keys}", file=sys.stderr)
+        return 0
+    if not (args.policy or args.policy_class):
+        print("ellsa serve: give --policy CKPT, --policy-class MODULE:NAME or --gen-keys DIR", file=sys.stderr)
+        return 2
+    try:
+        make_policy, name = _policy_factory(args)
+        probe = make_policy()
+        if not isinstance(probe, Policy):
+            raise TypeError(f"{name} made a {type(probe).__name__}, which has no reset() and step()")
+        spec = spec_for(probe, args, name)
+        config = ServerConfig(bind=args.bind, keys_dir=args.keys,
+                              max_message_bytes=int(args.max_message_mb * (1 << 20)), max_sessions=args.max_sessions)
+    except (ValueError, TypeError, ImportError, AttributeError, FileNotFoundError) as e:
+        print(f"ellsa serve: {e}", file=sys.stderr)
+        return 2
+    server = PolicyServer(make_policy, spec, config)
+    try:
+        server.start()
+    except (OSError, FileNotFoundError) as e:
+        print(f"ellsa serve: {e}", file=sys.stderr)
+        return 1
+    print(f"serving {name} on {server.endpoint}: block {spec.block_s} s, chunk {spec.chunk} x {spec.dof} "
+          f"at {spec.control_hz} Hz ({spec.action_space})", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _policy_factory(args: argparse.Namespace) -> tuple[Callable[[], Policy], str]:
+    if args.policy_class:
+        module_name, _, attr = args.policy_class.partition(":")
+        if not attr:
+            raise ValueError(f"--policy-class {args.policy_class!r} is not MODULE:NAME")
+        factory = getattr(importlib.import_module(module_name), attr)
+        if not callable(factory):
+            raise TypeError(f"{args.policy_class} is not callable")
+        return factory, args.policy_class
+    from ellsa_ros.model import load_policy   # torch is imported only when a checkpoint is served
+    base = load_policy(args.policy)
+    new_session = getattr(base, "new_session", None)
+    return (new_session if callable(new_session) else lambda: copy.deepcopy(base)), args.policy
+
+
+def spec_for(policy: Policy, args: argparse.Namespace, name: str) -> PolicySpec:
+    """Flags win; then the policy's `spec`, its attributes, or its `config`'s attributes."""
+    declared = getattr(policy, "spec", None)
+    sources = [declared] if isinstance(declared, PolicySpec) else [policy, getattr(policy, "config", None)]
+
+    def pick(key: str, flag: object, default: object = None) -> object:
+        if flag is not None:
+            return flag
+        for src in sources:
+            if src is not None and getattr(src, key, None) is not None:
+                return getattr(src, key)
+        if default is None:
+            raise ValueError(f"{name} does not declare {key}: pass --{key.replace('_', '-')}")
+        return default
+
+    return PolicySpec(block_s=float(pick("block_s", args.block_s)), chunk=int(pick("chunk", args.chunk)),
+                      dof=int(pick("dof", args.dof)), control_hz=float(pick("control_hz", args.control_hz)),
+                      action_space=str(pick("action_space", args.action_space, "ee_delta")), model=name)

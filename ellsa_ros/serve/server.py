@@ -1,0 +1,261 @@
+"""The policy server: a ZeroMQ ROUTER that serves one Policy session per robot.
+
+One socket thread reads every message, checks it (size, envelope, kind, session), answers
+protocol errors at once, and hands STEP and RESET to the robot's session thread; sessions
+answer through an inproc PULL socket that the same thread forwards to the ROUTER. So no
+user code runs on the socket thread, one slow model does not stall another robot, and a bad
+message costs its sender an ERROR answer and nothing else.
+
+Limits: messages over `max_message_bytes` get a TOO_LARGE answer; a single frame over twice
+that makes ZeroMQ drop the connection before the bytes are held (MAXMSGSIZE). Binding a
+non-loopback address requires CURVE keys; with keys, peers whose public key is not
+authorized fail the handshake and are dropped without an answer.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from ..runtime.policy import Policy
+from .codec import PolicySpec, block_from_body
+from .keys import apply_server, is_loopback, server_keys
+from .protocol import Envelope, ErrorCode, Kind, ProtocolError, decode, encode
+from .session import Request, Session
+
+log = logging.getLogger("ellsa.serve")
+
+
+@dataclass
+class ServerConfig:
+    """bind: ZeroMQ endpoint; "tcp://127.0.0.1:*" picks a free port (see `PolicyServer.endpoint`).
+    keys_dir: CURVE keys from `ellsa serve --gen-keys`; required to bind off loopback.
+    max_message_bytes: largest request answered normally (a block with two 224 px images and
+        2 s of audio is about 0.45 MB).
+    max_sessions: robots served at once. session_idle_s: a silent session is closed after this.
+    max_queued_steps: requests a session may have waiting behind the one running.
+    """
+    bind: str = "tcp://127.0.0.1:5555"
+    keys_dir: str | None = None
+    max_message_bytes: int = 8 << 20
+    max_sessions: int = 16
+    session_idle_s: float = 300.0
+    max_queued_steps: int = 2
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.bind) and self.keys_dir is None:
+            raise ValueError(f"binding {self.bind} (not loopback) requires CURVE keys: create them with "
+                             "`ellsa serve --gen-keys DIR` and pass --keys DIR")
+        if self.max_message_bytes < 1024:
+            raise ValueError(f"max_message_bytes={self.max_message_bytes} is too small for any block")
+        if self.max_sessions < 1 or self.max_queued_steps < 1 or not self.session_idle_s > 0:
+            raise ValueError("max_sessions and max_queued_steps must be >= 1, session_idle_s > 0")
+
+
+class PolicyServer:
+    """`make_policy()` is called once per session (per robot HELLO), on that session's thread."""
+
+    def __init__(self, make_policy: Callable[[], Policy], spec: PolicySpec, config: ServerConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or ServerConfig()
+        self.spec = spec
+        self.server_id = secrets.token_hex(6)
+        self.errors: Counter[str] = Counter()    # answered errors by ErrorCode value
+        self._make_policy, self._clock = make_policy, clock
+        self._ctx = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
+        self._router: zmq.Socket | None = None
+        self._replies: zmq.Socket | None = None
+        self._reply_endpoint = f"inproc://ellsa-replies-{self.server_id}"
+        self._by_peer: dict[bytes, Session] = {}
+        self._by_robot: dict[str, Session] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ellsa-serve", daemon=True)
+        self.endpoint = ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "PolicyServer":
+        """Binds (raising here if the address is taken or keys are bad) and starts serving."""
+        keys = server_keys(self.config.keys_dir) if self.config.keys_dir is not None else None
+        router = self._ctx.socket(zmq.ROUTER)
+        router.linger = 0
+        router.maxmsgsize = 2 * self.config.max_message_bytes
+        if keys is not None:
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(keys.authorized_dir))
+            apply_server(router, keys)
+        try:
+            router.bind(self.config.bind)
+        except zmq.ZMQError as e:
+            router.close()
+            self._shutdown_context()
+            raise OSError(f"cannot bind {self.config.bind}: {e}") from None
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._replies = self._ctx.socket(zmq.PULL)
+        self._replies.linger = 0
+        self._replies.bind(self._reply_endpoint)
+        self._router = router
+        self._thread.start()
+        log.info("serving %s on %s (server %s)", self.spec.model or "policy", self.endpoint, self.server_id)
+        return self
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.5)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops serving; sessions end after their current request (waited for up to 1 s each)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> "PolicyServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def robots(self) -> list[str]:
+        """The robots with an open session (a snapshot, for logs and tests)."""
+        return sorted(self._by_robot)
+
+    # --- the socket thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._replies, zmq.POLLIN)
+        next_sweep = self._clock()
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(timeout=100))
+                if self._replies in ready:
+                    # Drain every answer first: they are what robots are waiting for.
+                    while self._replies.poll(0):
+                        self._router.send_multipart(self._replies.recv_multipart(copy=False), copy=False)
+                if self._router in ready:
+                    for _ in range(64):   # bounded, so answers are not starved by a flood
+                        if not self._router.poll(0):
+                            break
+                        frames = self._router.recv_multipart(copy=False)
+                        self._on_message(frames[0].bytes, frames[1:], self._clock())
+                if self._clock() >= next_sweep:
+                    self._sweep()
+                    next_sweep = self._clock() + 0.5
+        finally:
+            self._shutdown()
+
+    def _on_message(self, peer: bytes, frames: list, t_recv: float) -> None:
+        rid = None
+        try:
+            env = decode(frames, self.config.max_message_bytes)
+            rid = env.id
+            self._dispatch(peer, env, t_recv)
+        except ProtocolError as e:
+            self._error(peer, rid, e.code, str(e), t_recv)
+        except Exception as e:  # noqa: BLE001 - one bad message must never stop the server
+            log.exception("internal error on a message from %s", peer.hex())
+            self._error(peer, rid, ErrorCode.INTERNAL, f"{type(e).__name__}: {e}", t_recv)
+
+    def _dispatch(self, peer: bytes, env: Envelope, t_recv: float) -> None:
+        if env.kind is Kind.PING:
+            self._send(peer, Envelope(Kind.PONG, {"t_recv": t_recv}, env.id, env.session))
+        elif env.kind is Kind.HELLO:
+            self._hello(peer, env, t_recv)
+        elif env.kind in (Kind.STEP, Kind.RESET, Kind.BYE):
+            session = self._by_peer.get(peer)
+            if session is None or session.token != env.session:
+                raise ProtocolError(ErrorCode.NO_SESSION, "no session for this connection: send hello first")
+            session.last_seen = t_recv
+            if env.kind is Kind.BYE:
+                self._end(session, "bye")
+                return
+            block = block_from_body(_field(env.body, "block", dict)) if env.kind is Kind.STEP else None
+            if not session.offer(Request(env.kind, env.id, t_recv, block)):
+                raise ProtocolError(ErrorCode.BUSY, f"session {session.robot} already has "
+                                                    f"{self.config.max_queued_steps} requests waiting")
+        else:
+            raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"a server does not accept {env.kind.value!r} messages")
+
+    def _hello(self, peer: bytes, env: Envelope, t_recv: float) -> None:
+        robot = _field(env.body, "robot", str)
+        if not 0 < len(robot) <= 128:
+            raise ProtocolError(ErrorCode.MALFORMED, "robot name must have 1 to 128 characters")
+        # A robot that says hello again (restart, reconnect) gets a fresh session: old state goes.
+        for old in {self._by_peer.get(peer), self._by_robot.get(robot)} - {None}:
+            self._end(old, "replaced by a new hello")
+        if len(self._by_robot) >= self.config.max_sessions:
+            raise ProtocolError(ErrorCode.FULL, f"the server already serves {self.config.max_sessions} robots")
+        session = Session(self._ctx, self._reply_endpoint, peer, robot, secrets.token_hex(8), self._make_policy,
+                          self.spec, self.server_id, self._clock, Request(Kind.HELLO, env.id, t_recv),
+                          self.config.max_queued_steps)
+        self._by_peer[peer] = session
+        self._by_robot[robot] = session
+        log.info("session for %s opened (%d robots)", robot, len(self._by_robot))
+
+    def _end(self, session: Session, why: str) -> None:
+        session.close()
+        if self._by_peer.get(session.routing_id) is session:
+            del self._by_peer[session.routing_id]
+        if self._by_robot.get(session.robot) is session:
+            del self._by_robot[session.robot]
+        log.info("session for %s closed: %s", session.robot, why)
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for s in list(self._by_robot.values()):
+            if not s.thread.is_alive():
+                self._end(s, "its policy could not be created")
+            elif now - s.last_seen > self.config.session_idle_s:
+                self._end(s, f"idle for {now - s.last_seen:.0f} s")
+
+    def _error(self, peer: bytes, rid: int | None, code: ErrorCode, message: str, t_recv: float) -> None:
+        self.errors[code.value] += 1
+        log.info("error %s to %s: %s", code.value, peer.hex(), message)
+        self._send(peer, Envelope(Kind.ERROR, {"code": code.value, "message": message, "t_recv": t_recv}, rid))
+
+    def _send(self, peer: bytes, env: Envelope) -> None:
+        env.t = self._clock()
+        self._router.send_multipart([peer, *encode(env)], copy=False)
+
+    def _shutdown(self) -> None:
+        sessions = list(self._by_robot.values())
+        for s in sessions:
+            self._end(s, "server stopping")
+        self._router.close()
+        self._replies.close()
+        for s in sessions:
+            s.thread.join(timeout=1.0)
+        if any(s.thread.is_alive() for s in sessions):
+            # A policy still inside step() holds its socket; the context dies with the process.
+            log.warning("a session did not finish its request; leaving its context open")
+            if self._auth is not None:
+                self._auth.stop()
+            return
+        self._shutdown_context()
+
+    def _shutdown_context(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        self._ctx.term()
+
+
+def _field(body: dict, key: str, kind: type) -> object:
+    v = body.get(key)
+    if not isinstance(v, kind):
+        raise ProtocolError(ErrorCode.MALFORMED, f"body field {key!r} must be a {kind.__name__}")
+    return v
