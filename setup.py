@@ -48,6 +48,11 @@ setup(
     entry_points={
         "console_scripts": [
             "ellsa = ellsa_ros.cli:main",
+            "camera_node = ellsa_ros.nodes.camera_node:main",
+            "microphone_node = ellsa_ros.nodes.microphone_node:main",
+            "policy_node = ellsa_ros.nodes.policy_node:main",
+            "speaker_node = ellsa_ros.nodes.speaker_node:main",
+            "recorder_node = ellsa_ros.nodes.recorder_node:main",
         ],
     },
 )

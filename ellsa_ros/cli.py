@@ -13,6 +13,12 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "run a benchmark; prints one JSON object as its last line"),
+    "export": ("ellsa_ros.model.onnx_export", "export a model checkpoint to ONNX graphs for onnxruntime"),
+    "sim": ("ellsa_ros.sim.episode", "one LIBERO episode: spoken instruction, live transcript, video and rosbag"),
+    "eval": ("ellsa_ros.sim.evaluate", "evaluate a policy on LIBERO suites, scenarios or instruction lists"),
+    "bringup": ("ellsa_ros.bringup", "start the ROS 2 node graph of a params file, without ros2 launch"),
+    "record": ("ellsa_ros.nodes.record", "record the runtime's ROS 2 topics to a rosbag2 folder (MCAP)"),
+    "talk": ("ellsa_ros.nodes.console", "the teleoperator console: instructions in, transcript and events out"),
     "serve": ("ellsa_ros.serve.command", "serve a policy to robots over ZeroMQ (or --gen-keys DIR)"),
 }
 

@@ -238,3 +238,12 @@ def test_typed_text_reaches_the_next_block_and_reset_forgets():
     assert rig.policy.blocks[0].heard == "hello robot"
     rig.engine.reset(1.2)
     assert rig.policy.resets == 1 and rig.policy.blocks == []
+
+
+def test_plan_shows_look_ahead_after_this_tick():
+    rig = Rig(first_instruction(n=20)).run(1.5)
+    ahead = rig.engine.plan(1.5)
+    assert ahead.shape == (9, 7)                       # ticks 1.55 .. 1.95 remain
+    assert ahead[:, 0] == pytest.approx(0.1)
+    rig.engine.stop(1.5)
+    assert rig.engine.plan(1.5).shape == (0, 7)

@@ -182,3 +182,14 @@ def test_energy_vad_hysteresis():
 
 def _block(i):
     return Block(i, 0.0, 1.0, np.zeros(16000, np.float32), 16000, {}, {}, None, None)
+
+
+def test_upcoming_shows_the_plan_as_the_arm_will_get_it():
+    q = ActionQueue(ActionLimits.ee_delta(7, max_step=0.3), QueueConfig(20.0, "replace", 1, 1))
+    a = np.zeros((4, 7), np.float32)
+    a[:, 0] = [0.2, 0.9, 2.0, 0.9]
+    q.add(ActionChunk(a, 1.0, 20.0), now=1.0)
+    t, plan = q.upcoming(1.0)
+    assert t == pytest.approx(1.0)
+    assert plan[:, 0] == pytest.approx([0.2, 0.5, 0.8, 0.9])          # rate-limited and clamped
+    assert [q.tick(1.0 + 0.05 * i).action[0] for i in range(4)] == pytest.approx(plan[:, 0])

@@ -15,7 +15,7 @@ SEGMENT_KINDS = ("prompt", "speech", "image", "state", "text", "action")
 ELLSA_ROUTING = {"prompt": 0, "speech": 0, "text": 0, "image": 1, "state": 1, "action": 1}
 
 # Vocabulary sizes of the tokenizers shipped in assets/ (text BPE, FAST action BPE).
-TEXT_VOCAB_SIZE = 1024
+TEXT_VOCAB_SIZE = 768
 ACTION_VOCAB_SIZE = 512
 
 
@@ -102,7 +102,7 @@ class ModelConfig:
         return json.dumps(d, indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -112,7 +112,7 @@ class ModelConfig:
             d["cameras"] = tuple(d["cameras"])
         return cls(**d)
 
-    def dense(self) -> "ModelConfig":
+    def dense(self) -> ModelConfig:
         """The same transformer with one expert: every token through one set of weights."""
         return replace(self, n_experts=1, routing={k: 0 for k in SEGMENT_KINDS})
 

@@ -1,6 +1,6 @@
 """Input encoders: camera images, proprioception, and streaming speech (log-mel -> causal conv).
 
-Images: a strided conv stack turns each (3, S, S) camera image into image_grid² tokens, plus
+Images: a patch encoder turns each (S, S, 3) camera image into image_grid² tokens, plus
 a learned camera and patch-position embedding. State: a two-layer MLP to one token. Speech:
 log-mel frames (10 ms hop, computed in numpy by `LogMel`, the same for every backend) through a
 causal conv stack (kernel 3 over time, then two non-overlapping downsamplings to one embedding
@@ -22,28 +22,44 @@ MEL_CONTEXT = 2  # left frames the first causal conv needs
 
 
 class VisionEncoder(nn.Module):
+    """Patch encoder: 4x4-pixel patches, then 2x2 patch merges down to the token grid.
+
+    Written as reshapes and Linear layers (a strided conv with kernel = stride, computed as a
+    matmul): torch's CPU conv kernels took ~30 ms per such layer here, the matmul well under 1.
+    """
+
     def __init__(self, c: ModelConfig) -> None:
         super().__init__()
         ch = c.vision_channels
         patch = c.image_size // c.image_grid
-        # downsample by 4 then halve until the grid is reached (patch is a power of two times 4 for 128/4)
-        layers: list[nn.Module] = [nn.Conv2d(3, ch, 4, stride=4), nn.GELU()]
+        self.merges = []
         size = patch // 4
         while size > 1:
-            stride = 2 if size % 2 == 0 else size
-            layers += [nn.Conv2d(ch, ch, stride, stride=stride), nn.GELU()]
-            size //= stride
-        self.stem = nn.Sequential(*layers)
+            factor = 2 if size % 2 == 0 else size
+            self.merges.append(factor)
+            size //= factor
+        self.grid = c.image_grid
+        self.embed = nn.Linear(3 * 16, ch)
+        self.merge = nn.ModuleList(nn.Linear(ch * f * f, ch) for f in self.merges)
         self.proj = nn.Linear(ch, c.d_model)
         self.camera = nn.Parameter(torch.zeros(len(c.cameras), 1, c.d_model))
         self.patch_pos = nn.Parameter(torch.randn(c.image_tokens, c.d_model) * 0.02)
 
+    @staticmethod
+    def _patches(x: torch.Tensor, f: int) -> torch.Tensor:
+        """(N, H, W, C) -> (N, H/f, W/f, f*f*C): non-overlapping f x f patches."""
+        N, H, W, C = x.shape
+        x = x.reshape(N, H // f, f, W // f, f, C).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(N, H // f, W // f, f * f * C)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, n_cam, S, S, 3) uint8 or float in [0, 255] -> (N, n_cam, grid², D)."""
         N, n_cam, S, _, _ = images.shape
-        x = images.to(torch.float32).permute(0, 1, 4, 2, 3).reshape(N * n_cam, 3, S, S) / 127.5 - 1.0
-        x = self.stem(x)                                   # (N*n_cam, ch, grid, grid)
-        x = self.proj(x.flatten(2).transpose(1, 2))         # (N*n_cam, grid², D)
+        x = images.to(torch.float32).reshape(N * n_cam, S, S, 3) / 127.5 - 1.0
+        x = F.gelu(self.embed(self._patches(x, 4)))             # (N*n_cam, S/4, S/4, ch)
+        for f, merge in zip(self.merges, self.merge):
+            x = F.gelu(merge(self._patches(x, f)))
+        x = self.proj(x.reshape(N * n_cam, self.grid * self.grid, -1))  # (N*n_cam, grid², D)
         return x.reshape(N, n_cam, -1, x.shape[-1]) + self.camera + self.patch_pos
 
 

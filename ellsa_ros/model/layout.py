@@ -72,8 +72,11 @@ class Segment:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __getitem__(self, sel: slice) -> Segment:
+        return Segment(self.ids[sel], self.kind[sel], self.keep[sel], self.block[sel], self.src[sel], self.row[sel])
+
     @staticmethod
-    def concat(parts: list["Segment"]) -> "Segment":
+    def concat(parts: list[Segment]) -> Segment:
         return Segment(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                          ("ids", "kind", "keep", "block", "src", "row")))
 
@@ -91,8 +94,8 @@ def prompt_segment(prompt_ids: np.ndarray) -> Segment:
     return tokens(["<prompt>", *prompt_ids], "prompt", PROMPT_BLOCK, keep=ALWAYS)
 
 
-def block_input(c: ModelConfig, block: int, heard_ids: np.ndarray | None, audio_tokens: int, said_ids: np.ndarray | None,
-                cameras_present: list[bool], state_present: bool) -> Segment:
+def block_input(c: ModelConfig, block: int, heard_ids: np.ndarray | None, audio_tokens: int,
+                said_ids: np.ndarray | None, cameras_present: list[bool], state_present: bool) -> Segment:
     """Speech and image segments of a block and the `<bot>` that opens its text output.
 
     heard_ids: text-vocabulary ids already offset (ASR path), or None on the audio path where

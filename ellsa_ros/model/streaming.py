@@ -34,7 +34,7 @@ class KVCache:
         self._allocate(self.capacity)
 
     @classmethod
-    def for_config(cls, c: ModelConfig) -> "KVCache":
+    def for_config(cls, c: ModelConfig) -> KVCache:
         return cls(c.n_layers, c.n_kv_heads, c.head_dim)
 
     def _allocate(self, capacity: int) -> None:

@@ -59,7 +59,8 @@ class TextTokenizer:
     def __init__(self, path: str | Path = TEXT_TOKENIZER_PATH) -> None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"text tokenizer {path} is missing; run python -m ellsa_ros.model.tokenizer_training")
+            raise FileNotFoundError(f"text tokenizer {path} is missing; "
+                                    "run python -m ellsa_ros.model.tokenizer_training")
         self._tok = Tokenizer.from_file(str(path))
         self.vocab_size = self._tok.get_vocab_size()
 

@@ -189,6 +189,23 @@ class ActionQueue:
         self.active_chunk = None
         return ids
 
+    def upcoming(self, now: float) -> tuple[float, np.ndarray]:
+        """The plan from this tick on, as the arm would receive it: (time of the first action,
+        (n, dof) actions after clamping and rate limiting). For publishing whole chunks to
+        controllers that interpolate; `tick` stays the one place that consumes the plan."""
+        k0 = self._tick_of(now)
+        keys = sorted(k for k in self._plan if k >= k0)
+        out = np.zeros((len(keys), self.limits.dof), np.float32)
+        last = self._last
+        for i, k in enumerate(keys):
+            act = np.clip(self._plan[k].action, self.limits.low, self.limits.high)
+            ref = last if last is not None else np.zeros(self.limits.dof, np.float32)
+            step = self.limits.max_step if last is not None else np.where(self.limits.hold_last, np.inf,
+                                                                           self.limits.max_step)
+            out[i] = last = np.clip(act, ref - step, ref + step)
+        t_first = (keys[0] / self.config.hz) if keys else now
+        return t_first, out
+
     def chunk_ids(self) -> set[int]:
         return {s.chunk_id for s in self._plan.values()}
 

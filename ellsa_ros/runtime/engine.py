@@ -232,6 +232,14 @@ class DuplexEngine:
                 self._live_chunk = None
             return cmd
 
+    def plan(self, after: float) -> np.ndarray:
+        """The actions planned for the ticks after `after`, limits applied: (n, dof), for front
+        ends that publish look-ahead chunks to an interpolating controller."""
+        with self._lock:
+            if self._stale:
+                return np.zeros((0, self.queue.limits.dof), np.float32)
+            return self.queue.upcoming(after + 0.5 / self.config.control_hz)[1]
+
     def stop(self, now: float, reason: str = "stop") -> None:
         """An explicit stop (service call, e-stop button): halt actions and the voice."""
         with self._lock:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -118,18 +119,21 @@ class LinkClock:
 class RemotePolicy:
     """A Policy whose `step` runs on a policy server. Thread-safe: calls are serialized."""
 
-    def __init__(self, config: RemoteConfig, clock=time.monotonic) -> None:
+    def __init__(self, config: RemoteConfig, now: Callable[[], float] = time.monotonic) -> None:
+        """`now`: this side's clock (seconds) for the round-trip and offset estimates."""
         self.config = config
         self.clock = LinkClock()
         self.sessions_opened = 0
-        self._now = clock
+        self._now = now
         self._keys = robot_keys(config.keys_dir, config.key_name) if config.keys_dir else None
         self._ctx = zmq.Context.instance()
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
+        self._poller = zmq.Poller()
         self._session = ""
+        self._answered = 0   # steps answered in the current session
         self._spec: PolicySpec | None = None
 
     # --- Policy ----------------------------------------------------------------------------
@@ -151,8 +155,7 @@ class RemotePolicy:
         """Called by the policy worker once per block. Raises ServerUnreachable when no answer
         comes within `timeout_s`, RemotePolicyError when the server answers with an error."""
         with self._lock:
-            new_session = self._sock is None
-            if new_session:
+            if self._sock is None:
                 self._open()
             deadline = self._now() + self.timeout_s
             body = {"block": block_to_body(block)}
@@ -161,15 +164,16 @@ class RemotePolicy:
                 log.warning("server %s lost our session (restarted?): opening a new one", self.config.endpoint)
                 self._drop()
                 self._open(deadline)
-                new_session = True
                 reply, sample = self._request(Kind.STEP, body, deadline)
             if reply.kind is Kind.ERROR:
                 raise RemotePolicyError(str(reply.body.get("code")), str(reply.body.get("message")))
             if reply.kind is not Kind.DECISION:
                 raise RemotePolicyError(ErrorCode.MALFORMED.value, f"answer to a step was {reply.kind.value!r}")
             decision = decision_from_body(reply.body, self.spec)
+            # new_session: the first answer of a session, so the model had no history for it.
             decision.info["remote"] = {"rtt_s": sample.rtt_s, "server_infer_s": float(reply.body.get("infer_s", 0.0)),
-                                       "clock_offset_s": self.clock.offset_s, "new_session": new_session}
+                                       "clock_offset_s": self.clock.offset_s, "new_session": self._answered == 0}
+            self._answered += 1
             return decision
 
     # --- the link --------------------------------------------------------------------------
@@ -224,6 +228,9 @@ class RemotePolicy:
             apply_client(sock, self._keys)
         self._monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
         sock.connect(self.config.endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._sock, self._session = sock, ""
         if deadline is None:
             deadline = self._now() + self.config.hello_timeout_s
@@ -237,7 +244,7 @@ class RemotePolicy:
         spec = PolicySpec.from_body(reply.body.get("spec", {}))
         if self._spec is not None and spec != self._spec:
             log.warning("server %s now serves a different spec: %s", self.config.endpoint, spec)
-        self._spec, self._session = spec, reply.session
+        self._spec, self._session, self._answered = spec, reply.session, 0
         self.sessions_opened += 1
         log.info("session with %s opened: %s", self.config.endpoint, spec)
 
@@ -245,19 +252,16 @@ class RemotePolicy:
         """Sends one request and waits for the answer with its id until `deadline`; answers
         to older requests (late ones) are dropped. On timeout the socket is thrown away."""
         rid = next(self._ids)
+        frames = encode(Envelope(kind, body, rid, self._session, self._now()))
         t_send = self._now()
         try:
-            self._sock.send_multipart(encode(Envelope(kind, body, rid, self._session, t_send)),
-                                      flags=zmq.NOBLOCK, copy=False)
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self._drop()
             raise ServerUnreachable(f"cannot send to {self.config.endpoint}: send queue full") from None
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
         while True:
             wait_ms = max(0, int((deadline - self._now()) * 1000))
-            ready = dict(poller.poll(wait_ms))
+            ready = dict(self._poller.poll(wait_ms))
             if self._monitor in ready:
                 event = recv_monitor_message(self._monitor)
                 self._drop()
@@ -269,7 +273,7 @@ class RemotePolicy:
                 self._drop()
                 raise ServerUnreachable(f"no answer from {self.config.endpoint} to {kind.value} within "
                                         f"{deadline - t_send:.2f} s")
-            frames = self._sock.recv_multipart(copy=False)
+            frames = self._sock.recv_multipart()   # answers are small: bytes beat zero-copy frames
             t_recv = self._now()
             try:
                 reply = decode(frames, self.config.max_message_bytes)

@@ -57,7 +57,7 @@ class PolicySpec:
                 "action_space": self.action_space, "model": self.model}
 
     @staticmethod
-    def from_body(body: dict[str, Any]) -> "PolicySpec":
+    def from_body(body: dict[str, Any]) -> PolicySpec:
         try:
             return PolicySpec(float(body["block_s"]), int(body["chunk"]), int(body["dof"]),
                               float(body["control_hz"]), str(body["action_space"]), str(body.get("model", "")))

@@ -87,27 +87,33 @@ def _policy_factory(args: argparse.Namespace) -> tuple[Callable[[], Policy], str
         if not callable(factory):
             raise TypeError(f"{args.policy_class} is not callable")
         return factory, args.policy_class
-    from ellsa_ros.model import load_policy   # torch is imported only when a checkpoint is served
+    from ellsa_ros.model import load_policy  # torch is imported only when a checkpoint is served
     base = load_policy(args.policy)
     new_session = getattr(base, "new_session", None)
     return (new_session if callable(new_session) else lambda: copy.deepcopy(base)), args.policy
 
 
+# The engine's defaults (EngineConfig): used when neither a flag nor the policy says otherwise.
+RUNTIME_DEFAULTS = {"block_s": 1.0, "control_hz": 20.0, "action_space": "ee_delta"}
+
+
 def spec_for(policy: Policy, args: argparse.Namespace, name: str) -> PolicySpec:
-    """Flags win; then the policy's `spec`, its attributes, or its `config`'s attributes."""
+    """Flags win; then the policy's `spec`, its attributes, its `config`'s attributes, and for
+    block_s, control_hz and action_space the engine's defaults. chunk and dof must be known."""
     declared = getattr(policy, "spec", None)
     sources = [declared] if isinstance(declared, PolicySpec) else [policy, getattr(policy, "config", None)]
 
-    def pick(key: str, flag: object, default: object = None) -> object:
+    def pick(key: str) -> object:
+        flag = getattr(args, key, None)
         if flag is not None:
             return flag
         for src in sources:
             if src is not None and getattr(src, key, None) is not None:
                 return getattr(src, key)
-        if default is None:
-            raise ValueError(f"{name} does not declare {key}: pass --{key.replace('_', '-')}")
-        return default
+        if key in RUNTIME_DEFAULTS:
+            logging.getLogger("ellsa.serve").info("%s: %s not declared, using %s", name, key, RUNTIME_DEFAULTS[key])
+            return RUNTIME_DEFAULTS[key]
+        raise ValueError(f"{name} does not declare {key}: pass --{key.replace('_', '-')}")
 
-    return PolicySpec(block_s=float(pick("block_s", args.block_s)), chunk=int(pick("chunk", args.chunk)),
-                      dof=int(pick("dof", args.dof)), control_hz=float(pick("control_hz", args.control_hz)),
-                      action_space=str(pick("action_space", args.action_space, "ee_delta")), model=name)
+    return PolicySpec(block_s=float(pick("block_s")), chunk=int(pick("chunk")), dof=int(pick("dof")),
+                      control_hz=float(pick("control_hz")), action_space=str(pick("action_space")), model=name)

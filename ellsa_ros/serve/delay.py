@@ -37,7 +37,7 @@ class DelayLine:
         self._stop.set()
         self._thread.join(timeout=5.0)
 
-    def __enter__(self) -> "DelayLine":
+    def __enter__(self) -> DelayLine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -70,11 +70,11 @@ class DelayLine:
                 now = time.monotonic()
                 while due and due[0][0] <= now:
                     _, _, peer, upward, frames = heapq.heappop(due)
+                    self.relayed += 1   # before sending: a reader woken by the message sees the count
                     if upward:
                         backs[peer].send_multipart(frames)
                     else:
                         self._front.send_multipart([peer, *frames])
-                    self.relayed += 1
         finally:
             for back in backs.values():
                 back.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ PROTOCOL_VERSION = 1
 ARRAY_EXT = 1
 # Plain numeric kinds only: bool, signed/unsigned ints, floats. No objects, voids or strings.
 ALLOWED_DTYPE_KINDS = frozenset("biuf")
+_DTYPE_STR = re.compile(r"[<>|=]?[biuf](1|2|4|8)")
 MAX_FRAMES = 64
 MAX_HEADER_BYTES = 1 << 20
 
@@ -102,8 +104,8 @@ def frames_size(frames: list) -> int:
 
 
 def decode(frames: list, max_bytes: int) -> Envelope:
-    """Decodes multipart frames (bytes or zmq.Frame) into an Envelope; arrays are copied out
-    of the frames, so the receiver owns them and may write to them.
+    """Decodes multipart frames (bytes or zmq.Frame) into an Envelope. Arrays are writable:
+    views onto received zmq.Frames (no copy), or copies of read-only input such as bytes.
 
     Raises ProtocolError naming what was wrong; never anything else for bad input.
     """
@@ -163,15 +165,21 @@ def _array(data: bytes, views: list[memoryview], used: set[int]) -> np.ndarray:
         raise ProtocolError(ErrorCode.MALFORMED, f"array refers to frame {index!r}, which is missing or reused")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape) or len(shape) > 8:
         raise ProtocolError(ErrorCode.MALFORMED, f"array shape {shape!r} is not a list of up to 8 sizes >= 0")
-    try:
-        dtype = np.dtype(dtype_str) if isinstance(dtype_str, str) else None
-    except Exception:  # numpy raises TypeError, ValueError or SyntaxError for odd strings
-        dtype = None
-    if dtype is None or dtype.kind not in ALLOWED_DTYPE_KINDS or dtype.shape != ():
+    # Only numpy's own `dtype.str` spellings of plain numbers reach np.dtype ("<f4", "|u1", "|b1").
+    dtype = None
+    if isinstance(dtype_str, str) and _DTYPE_STR.fullmatch(dtype_str):
+        try:
+            dtype = np.dtype(dtype_str)
+        except TypeError:   # "f1", "b8": well-spelled sizes that do not exist
+            dtype = None
+    if dtype is None or dtype.kind not in ALLOWED_DTYPE_KINDS:
         raise ProtocolError(ErrorCode.MALFORMED, f"array dtype {dtype_str!r} is not a plain bool/int/uint/float")
     n = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around
     if n != len(views[index]):
         raise ProtocolError(ErrorCode.MALFORMED,
                             f"array {dtype_str}{tuple(shape)} needs {n} bytes, frame {index} has {len(views[index])}")
     used.add(index)
-    return np.frombuffer(views[index], dtype=dtype).reshape(shape).copy()
+    a = np.frombuffer(views[index], dtype=dtype).reshape(shape)
+    # A received zmq.Frame is writable memory that the array keeps alive: no copy needed.
+    # Read-only input (bytes) is copied, so the receiver may always write to its arrays.
+    return a if a.flags.writeable else a.copy()

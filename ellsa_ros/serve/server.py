@@ -76,13 +76,14 @@ class PolicyServer:
         self._reply_endpoint = f"inproc://ellsa-replies-{self.server_id}"
         self._by_peer: dict[bytes, Session] = {}
         self._by_robot: dict[str, Session] = {}
+        self._threads: list[threading.Thread] = []   # every session thread not yet finished
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ellsa-serve", daemon=True)
         self.endpoint = ""
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "PolicyServer":
+    def start(self) -> PolicyServer:
         """Binds (raising here if the address is taken or keys are bad) and starts serving."""
         keys = server_keys(self.config.keys_dir) if self.config.keys_dir is not None else None
         router = self._ctx.socket(zmq.ROUTER)
@@ -109,7 +110,9 @@ class PolicyServer:
         return self
 
     def serve_forever(self) -> None:
-        self.start()
+        """Serves until interrupted (KeyboardInterrupt) or closed; starts first if needed."""
+        if self._router is None:
+            self.start()
         try:
             while self._thread.is_alive():
                 self._thread.join(timeout=0.5)
@@ -117,12 +120,12 @@ class PolicyServer:
             self.close()
 
     def close(self) -> None:
-        """Stops serving; sessions end after their current request (waited for up to 1 s each)."""
+        """Stops serving; sessions end after their current request (waited for up to 1 s in all)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
-    def __enter__(self) -> "PolicyServer":
+    def __enter__(self) -> PolicyServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -145,7 +148,7 @@ class PolicyServer:
                 if self._replies in ready:
                     # Drain every answer first: they are what robots are waiting for.
                     while self._replies.poll(0):
-                        self._router.send_multipart(self._replies.recv_multipart(copy=False), copy=False)
+                        self._router.send_multipart(self._replies.recv_multipart())
                 if self._router in ready:
                     for _ in range(64):   # bounded, so answers are not starved by a flood
                         if not self._router.poll(0):
@@ -204,6 +207,7 @@ class PolicyServer:
                           self.config.max_queued_steps)
         self._by_peer[peer] = session
         self._by_robot[robot] = session
+        self._threads.append(session.thread)
         log.info("session for %s opened (%d robots)", robot, len(self._by_robot))
 
     def _end(self, session: Session, why: str) -> None:
@@ -216,6 +220,7 @@ class PolicyServer:
 
     def _sweep(self) -> None:
         now = self._clock()
+        self._threads = [t for t in self._threads if t.is_alive()]
         for s in list(self._by_robot.values()):
             if not s.thread.is_alive():
                 self._end(s, "its policy could not be created")
@@ -229,17 +234,17 @@ class PolicyServer:
 
     def _send(self, peer: bytes, env: Envelope) -> None:
         env.t = self._clock()
-        self._router.send_multipart([peer, *encode(env)], copy=False)
+        self._router.send_multipart([peer, *encode(env)])
 
     def _shutdown(self) -> None:
-        sessions = list(self._by_robot.values())
-        for s in sessions:
+        for s in list(self._by_robot.values()):
             self._end(s, "server stopping")
         self._router.close()
         self._replies.close()
-        for s in sessions:
-            s.thread.join(timeout=1.0)
-        if any(s.thread.is_alive() for s in sessions):
+        deadline = time.monotonic() + 1.0
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
             # A policy still inside step() holds its socket; the context dies with the process.
             log.warning("a session did not finish its request; leaving its context open")
             if self._auth is not None:

@@ -68,7 +68,10 @@ class Session:
                     pass
 
     def _run(self) -> None:
-        push = self._ctx.socket(zmq.PUSH)
+        try:
+            push = self._ctx.socket(zmq.PUSH)
+        except zmq.ContextTerminated:
+            return   # the server stopped before this session began
         push.linger = 0
         push.connect(self._reply_endpoint)
         try:
@@ -84,6 +87,8 @@ class Session:
                                                           "robot": self.robot})
             while (req := self._inbox.get()) is not None:
                 self._answer(push, policy, req)
+        except zmq.ContextTerminated:
+            pass   # the server stopped while this request was running: nobody to answer
         finally:
             push.close()
 
@@ -100,6 +105,8 @@ class Session:
             body = decision_to_body(decision)
             body["infer_s"] = self._clock() - t0
             self._send(push, Kind.DECISION, req, body)
+        except zmq.ContextTerminated:
+            raise
         except Exception as e:  # noqa: BLE001 - the robot holds on this error; the server serves on
             log.warning("session %s: request %s failed: %s: %s", self.robot, req.id, type(e).__name__, e)
             self._send(push, Kind.ERROR, req, {"code": ErrorCode.POLICY.value, "message": f"{type(e).__name__}: {e}"})
@@ -115,4 +122,4 @@ class Session:
                                         "message": f"answer could not be encoded: {e}"}, req.id, self.token,
                            self._clock())
             frames = encode(env)
-        push.send_multipart([self.routing_id, *frames], copy=False)
+        push.send_multipart([self.routing_id, *frames])

@@ -14,7 +14,8 @@ Reward: 1.0 on the step the task is achieved, else 0.0. terminated = task succes
 truncated = `max_steps` control steps taken since reset.
 info: success, task (instruction), task_id, suite, init_state (index), step, goal (BDDL goal
 predicates), and privileged scene state for experts and scene questions: objects {name: xyz (m)},
-object_boxes {name: (lo xyz, hi xyz)} world-aligned bounding boxes of collision geometry.
+object_quats {name: wxyz}, object_boxes {name: (lo xyz, hi xyz) (m)} world-aligned bounds of the
+collision geometry, object_sizes {name: extent (m) along the object's own axes}.
 """
 from __future__ import annotations
 
@@ -229,10 +230,11 @@ class LiberoEnv(gym.Env):
         return obs
 
     def _info(self, success: bool) -> dict[str, Any]:
-        positions, boxes = self._scene.snapshot(self._sim_env.sim)
+        positions, quats, boxes = self._scene.snapshot(self._sim_env.sim)
         return {"success": success, "task": self._task.language, "task_id": self._task.task_id,
                 "suite": self._task.suite, "init_state": self._init_index, "step": self._steps,
-                "goal": list(self._goal), "objects": positions, "object_boxes": boxes}
+                "goal": list(self._goal), "objects": positions, "object_quats": quats,
+                "object_boxes": boxes, "object_sizes": self._scene.sizes}
 
 
 def _wxyz_to_xyzw(quat: np.ndarray) -> np.ndarray:

@@ -27,15 +27,36 @@ class SceneGeometry:
             in_object = np.isin(model.geom_bodyid, sorted(bodies))
             self._geoms[name] = np.flatnonzero(in_object & collides)
         self._aabb = np.array(model.geom_aabb).reshape(-1, 6)   # (ngeom, center xyz + half-size xyz), geom frame
+        self._sizes = {name: self._body_frame_size(libero_env.sim.data._data, name) for name in self._body_ids}
+
+    def _body_frame_size(self, data, name: str) -> np.ndarray:
+        """Extent (m) of the object's collision geometry along its own body axes; rigid, so fixed."""
+        geoms = self._geoms[name]
+        if geoms.size == 0:
+            return np.zeros(3)
+        body_rot = data.xmat[self._body_ids[name]].reshape(3, 3)
+        rot = np.einsum("ji,gjk->gik", body_rot, data.geom_xmat[geoms].reshape(-1, 3, 3))   # geom in body frame
+        centre = (data.geom_xpos[geoms] - data.xpos[self._body_ids[name]]) @ body_rot \
+            + np.einsum("gij,gj->gi", rot, self._aabb[geoms, :3])
+        half = np.einsum("gij,gj->gi", np.abs(rot), self._aabb[geoms, 3:])
+        return (centre + half).max(axis=0) - (centre - half).min(axis=0)
+
+    @property
+    def sizes(self) -> dict[str, np.ndarray]:
+        """{name: extent xyz (m) along the object's body axes}."""
+        return {name: size.copy() for name, size in self._sizes.items()}
 
     @property
     def names(self) -> list[str]:
         return list(self._body_ids)
 
-    def snapshot(self, sim) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """Called after every simulator step: {name: xyz (m)}, {name: (lo xyz, hi xyz) (m)}."""
+    def snapshot(self, sim) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                     dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Called after every simulator step: {name: xyz (m)}, {name: quaternion wxyz},
+        {name: (lo xyz, hi xyz) (m)}."""
         data = sim.data._data
         positions = {name: np.array(data.xpos[body]) for name, body in self._body_ids.items()}
+        quats = {name: np.array(data.xquat[body]) for name, body in self._body_ids.items()}
         boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, geoms in self._geoms.items():
             if geoms.size == 0:
@@ -45,4 +66,4 @@ class SceneGeometry:
             centre = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rot, self._aabb[geoms, :3])
             half = np.einsum("gij,gj->gi", np.abs(rot), self._aabb[geoms, 3:])   # (g, 3)
             boxes[name] = ((centre - half).min(axis=0), (centre + half).max(axis=0))
-        return positions, boxes
+        return positions, quats, boxes

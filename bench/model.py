@@ -1,0 +1,117 @@
+"""`ellsa bench model`: per-block step latency of the SA-MoE policy, torch eager vs onnxruntime, and vs dense.
+
+Workload (1 s blocks, 128 px agentview + wrist images, 18-D state): an episode of `--blocks`
+blocks in which every `--talk-every`-th block hears an instruction and speaks a reply, the
+others are silent both ways, and every block emits the FAST chunk of a real scripted LIBERO
+trajectory. The decoded tokens are replayed (`ModelPolicy.replay`) so that untrained weights
+decode what a trained model would: the model still runs every call greedy decoding runs.
+The dense baseline is the same transformer with one expert (same active parameters per token).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--blocks", type=int, default=40, help="blocks timed per run")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--talk-every", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and onnxruntime")
+
+
+def _workload(n: int, talk_every: int):
+    from ellsa_ros.model.config import ModelConfig
+    from ellsa_ros.model.fast import TRAJECTORIES_PATH, FastTokenizer
+    from ellsa_ros.model.layout import SPECIAL_ID, Vocab
+    from ellsa_ros.model.text_tokenizer import TextTokenizer
+    from ellsa_ros.runtime.blocks import Block
+
+    c, text = ModelConfig(), TextTokenizer()
+    fast, vocab = FastTokenizer(c.chunk, c.dof, c.fast_scale), Vocab(c)
+    actions = np.load(TRAJECTORIES_PATH)["actions"]
+    reply = text.encode("Okay, I will put the black bowl on the plate.")[:c.max_text_tokens]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        talk = i % talk_every == 0
+        block = Block(i, float(i), i + 1.0, np.zeros(16000, np.float32), 16000,
+                      {cam: rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for cam in c.cameras}, {},
+                      rng.uniform(-1, 1, c.state_dim).astype(np.float32), float(i),
+                      heard="put the black bowl on the plate" if talk else "")
+        said = list(vocab.text(reply)) if talk else [SPECIAL_ID["<silence>"]]
+        chunk = actions[(20 * i) % (len(actions) - c.chunk):][:c.chunk]
+        acts = list(vocab.action(fast.encode(chunk)))
+        out.append((block, said + [SPECIAL_ID["<eot>"]] + acts + [SPECIAL_ID["<eoa>"]], len(acts)))
+    return out
+
+
+def _time_policy(policy, workload, warmup: int) -> tuple[list[float], float]:
+    policy.reset()
+    times = []
+    for i, (block, choices, _) in enumerate(workload):
+        t = time.perf_counter()
+        policy.replay(block, choices)
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1000.0)
+    return times, float(np.mean([n for *_, n in workload]))
+
+
+def _stats(times: list[float]) -> tuple[float, float]:
+    return round(float(np.percentile(times, 50)), 2), round(float(np.percentile(times, 95)), 2)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    import torch
+
+    from ellsa_ros.model.config import sized
+    from ellsa_ros.model.network import EllsaNet
+    from ellsa_ros.model.onnx_export import export
+    from ellsa_ros.model.onnx_policy import OnnxBackend
+    from ellsa_ros.model.policy import ModelPolicy
+    from ellsa_ros.model.tokenizers_for import tokenizers_for
+    from ellsa_ros.model.torch_backend import TorchBackend
+
+    torch.set_num_threads(args.threads)
+    workload = _workload(args.warmup + args.blocks, args.talk_every)
+    result: dict = {"threads": args.threads, "blocks": args.blocks, "block_s": 1.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in ("tiny", "small"):
+            for variant in ("moe", "dense"):
+                if size == "tiny" and variant == "dense":
+                    continue
+                torch.manual_seed(0)
+                c = sized(size)
+                if variant == "dense":
+                    c = c.dense()
+                net = EllsaNet(c).eval()
+                tok = tokenizers_for(c)
+                key = size if variant == "moe" else f"{size}_dense"
+                if variant == "moe":
+                    result[f"{size}_params"] = sum(p.numel() for p in net.parameters())
+                t_times, fast_tokens = _time_policy(ModelPolicy(TorchBackend(net), *tok), workload, args.warmup)
+                result[f"{key}_torch_ms_p50"], result[f"{key}_torch_ms_p95"] = _stats(t_times)
+                print(f"{key} torch: p50 {result[f'{key}_torch_ms_p50']} ms, p95 {result[f'{key}_torch_ms_p95']} ms",
+                      file=sys.stderr)
+                if variant == "dense":
+                    continue
+                folder = export(net, Path(tmp) / key)
+                o_times, _ = _time_policy(ModelPolicy(OnnxBackend(folder, c, args.threads), *tok), workload,
+                                          args.warmup)
+                result[f"{key}_onnx_ms_p50"], result[f"{key}_onnx_ms_p95"] = _stats(o_times)
+                print(f"{key} onnx: p50 {result[f'{key}_onnx_ms_p50']} ms, p95 {result[f'{key}_onnx_ms_p95']} ms",
+                      file=sys.stderr)
+    result["fast_tokens_per_chunk"] = round(fast_tokens, 2)
+    result["onnx_speedup"] = round(result["small_torch_ms_p50"] / result["small_onnx_ms_p50"], 3)
+    result["onnx_speedup_p95"] = round(result["small_torch_ms_p95"] / result["small_onnx_ms_p95"], 3)
+    result["tiny_onnx_speedup"] = round(result["tiny_torch_ms_p50"] / result["tiny_onnx_ms_p50"], 3)
+    result["moe_over_dense"] = round(result["small_torch_ms_p50"] / result["small_dense_torch_ms_p50"], 3)
+    result["small_rtf_p95"] = round(min(result["small_torch_ms_p95"], result["small_onnx_ms_p95"]) / 1000.0, 4)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    return result

@@ -1,0 +1,96 @@
+"""Builds the policy node's DuplexEngine from its parameters.
+
+The policy is the first of: `policy.class` (a Policy class 'module:Class', for
+integrations and tests), `policy.remote` (a policy server), `policy.checkpoint` or, with
+none of them, the embedded default model. Speech backends come from `ellsa_ros.speech`.
+Anything that cannot be built raises ParamError naming the parameter that chose it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ellsa_ros.nodes.params import ParamError, PolicyParams
+from ellsa_ros.runtime.actions import ActionLimits
+from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
+from ellsa_ros.runtime.listening import ListeningPolicy
+from ellsa_ros.runtime.policy import Policy, ThreadedWorker
+
+
+def load_class(spec: str, name: str) -> type:
+    """'package.module:Class' -> the class; ParamError naming parameter `name` otherwise."""
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ParamError(name, f"cannot load {spec!r}: {e}") from None
+
+
+def _build(name: str, make: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return make(*args, **kwargs)
+    except ParamError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to build a backend stops the node, named
+        raise ParamError(name, f"{type(e).__name__}: {e}") from None
+
+
+def _speech(factory: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module("ellsa_ros.speech"), factory)
+    except (ImportError, AttributeError) as e:
+        raise ParamError(name, f"the speech backends are not available ({e})") from None
+
+
+def build_policy(p: PolicyParams) -> Policy:
+    if p.policy_class:
+        policy = _build("policy.class", load_class(p.policy_class, "policy.class"))
+    elif p.remote:
+        from ellsa_ros.serve.client import RemoteConfig, RemotePolicy
+        config = _build("policy.remote", RemoteConfig, p.remote, keys_dir=p.remote_keys_dir or None)
+        policy = _build("policy.remote", RemotePolicy, config)
+    else:
+        name = "policy.checkpoint"
+        try:
+            from ellsa_ros.model import load_policy
+        except ImportError as e:
+            raise ParamError(name, f"the model package is not available ({e})") from None
+        policy = _build(name, load_policy, p.checkpoint or None, backend=p.backend)
+    if not isinstance(policy, Policy):
+        raise ParamError("policy.class", f"{type(policy).__name__} has no reset() and step(block)")
+    if p.asr:
+        transcriber = _build("speech.asr", _speech("make_transcriber", "speech.asr"), p.asr)
+        policy = ListeningPolicy(policy, transcriber)
+    return policy
+
+
+def build_tts(p: PolicyParams) -> Any:
+    if ":" in p.tts:
+        return _build("speech.tts", load_class(p.tts, "speech.tts"))
+    return _build("speech.tts", _speech("make_tts", "speech.tts"), name=p.tts)
+
+
+def build_limits(p: PolicyParams) -> ActionLimits:
+    if p.action_space == "joint_positions":
+        return ActionLimits.joint_positions(p.joint_low, p.joint_high, p.max_step)
+    return ActionLimits.ee_delta(p.dof, p.max_step)
+
+
+def engine_config(p: PolicyParams) -> EngineConfig:
+    return EngineConfig(
+        sample_rate=p.sample_rate, frame_ms=p.frame_ms, block_s=p.block_s, control_hz=p.control_hz,
+        cameras=tuple(p.cameras), image_size=p.image_size, state_dim=len(p.joint_names) or None,
+        use_audio=p.use_audio, action_mode=p.action_mode, stop_words=tuple(p.stop_words),
+        max_age_s={"camera": p.max_age_camera_s, "state": p.max_age_state_s, "audio": p.max_age_audio_s})
+
+
+def build_engine(p: PolicyParams) -> DuplexEngine:
+    """Called once by the policy node at start; inference runs on the worker's own thread."""
+    tts = build_tts(p)
+    vad = None if p.vad == "energy" else _build("speech.vad", _speech("make_vad", "speech.vad"), name=p.vad)
+    keywords = None
+    if p.keywords:
+        keywords = _build("speech.keywords", _speech("make_keyword_spotter", "speech.keywords"),
+                          words=tuple(p.stop_words))
+    worker = ThreadedWorker(build_policy(p))
+    return DuplexEngine(worker, build_limits(p), tts, engine_config(p), vad=vad, keywords=keywords)

@@ -1,0 +1,299 @@
+"""Typed, documented node parameters, validated at start.
+
+Each node's parameters are one frozen dataclass. A field carries its ROS name (dotted for
+nested YAML keys such as `policy.checkpoint`), a description (shown by `ros2 param
+describe`), and its checks; `__post_init__` holds the checks that span several fields.
+A bad value raises `ParamError` naming the parameter, and the node stops with that message.
+
+The same classes check a params YAML file without ROS (`check_params_file`), so
+`ellsa bringup` and the tests refuse a bad file before any process starts. The checks are
+as strict as rclpy's: a double parameter must be written `30.0`, not `30`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamError(ValueError):
+    """A parameter value was refused; `name` is the parameter's ROS name."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"parameter '{name}': {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def param(default: Any, doc: str, *, name: str | None = None, choices: tuple | None = None,
+          low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field that is also a ROS parameter (`name` defaults to the field name)."""
+    return field(default=default, metadata={"doc": doc, "name": name, "choices": choices, "low": low, "high": high})
+
+
+def ros_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("name") or f.name
+
+
+def _kind(cls: type, f: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(cls)[f.name]
+    return typing.get_origin(hint) or hint
+
+
+def _item_kind(cls: type, f: dataclasses.Field) -> type:
+    return typing.get_args(typing.get_type_hints(cls)[f.name])[0]
+
+
+class NodeParams:
+    """Base of every node's parameter dataclass: per-field checks run before `__post_init__`."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            name, meta = ros_name(f), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ParamError(name, f"{value!r} is not one of {list(meta['choices'])}")
+            if meta.get("low") is not None and value < meta["low"]:
+                raise ParamError(name, f"{value} is below the minimum {meta['low']}")
+            if meta.get("high") is not None and value > meta["high"]:
+                raise ParamError(name, f"{value} is above the maximum {meta['high']}")
+        self.check()
+
+    def check(self) -> None:
+        """Checks that span several parameters; raise ParamError naming one of them."""
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> NodeParams:
+        """Builds the parameters from ROS-named values (missing ones take their defaults),
+        with rclpy's type rules; unknown names are refused."""
+        by_name = {ros_name(f): f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(by_name))
+        if unknown:
+            raise ParamError(unknown[0], f"unknown parameter; known: {sorted(by_name)}")
+        kwargs = {}
+        for name, value in values.items():
+            f = by_name[name]
+            kwargs[f.name] = coerce(cls, f, value)
+        return cls(**kwargs)
+
+
+def coerce(cls: type, f: dataclasses.Field, value: Any) -> Any:
+    """`value` as the field's type, or ParamError; lists become tuples."""
+    name, kind = ros_name(f), _kind(cls, f)
+    if kind in (list, tuple):
+        item = _item_kind(cls, f)
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(name, f"expected a list of {item.__name__}, got {value!r}")
+        return tuple(_scalar(name, item, v) for v in value)
+    return _scalar(name, kind, value)
+
+
+def _scalar(name: str, kind: type, value: Any) -> Any:
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, float),
+          str: lambda v: isinstance(v, str)}[kind]
+    if not ok(value):
+        hint = " (write doubles with a decimal point, e.g. 30.0)" if kind is float and isinstance(value, int) else ""
+        raise ParamError(name, f"expected {kind.__name__}, got {type(value).__name__} {value!r}{hint}")
+    return value
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings to dotted ROS parameter names: {"policy": {"remote": x}} -> {"policy.remote": x}."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Node name -> its flattened parameters, from a ROS 2 params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file {path} does not exist")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping of node names, got {type(doc).__name__}")
+    out = {}
+    for node, body in doc.items():
+        if not isinstance(body, dict) or set(body) != {"ros__parameters"}:
+            raise ValueError(f"{path}: node {node!r} must hold exactly one key, 'ros__parameters'")
+        out[str(node).lstrip("/")] = flatten(body["ros__parameters"] or {})
+    return out
+
+
+def declare(node: Any, cls: type[NodeParams]) -> NodeParams:
+    """Called once in a node's `__init__`: declares every field of `cls` on the rclpy `node`
+    (with its description) and returns the validated values, overrides from
+    `--params-file` / `-p` included. Raises ParamError naming the first bad parameter."""
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    array_type = {str: Parameter.Type.STRING_ARRAY, float: Parameter.Type.DOUBLE_ARRAY,
+                  int: Parameter.Type.INTEGER_ARRAY, bool: Parameter.Type.BOOL_ARRAY}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = ros_name(f)
+        descriptor = ParameterDescriptor(name=name, description=f.metadata["doc"])
+        is_list = _kind(cls, f) in (list, tuple)
+        try:
+            if is_list:
+                # An empty default says nothing of the item type: declare the type itself.
+                p = node.declare_parameter(name, array_type[_item_kind(cls, f)], descriptor)
+                try:
+                    value = p.value
+                except ParameterUninitializedException:
+                    value = None
+                value = f.default if value is None else value
+            else:
+                value = node.declare_parameter(name, f.default, descriptor).value
+        except InvalidParameterTypeException as e:
+            raise ParamError(name, f"wrong type: {e}") from None
+        kwargs[f.name] = coerce(cls, f, list(value) if is_list else value)
+    return cls(**kwargs)
+
+
+# --- the nodes' parameters ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CameraParams(NodeParams):
+    source: str = param("test_pattern", "'test_pattern' (no camera needed), a device index such as '0', "
+                        "a video file path, or a stream URL (rtsp://, http://)")
+    fps: float = param(30.0, "frames published per second", low=0.1, high=240.0)
+    width: int = param(640, "image width in pixels; frames of another size are resized", low=16, high=8192)
+    height: int = param(480, "image height in pixels", low=16, high=8192)
+    frame_id: str = param("camera", "header.frame_id of the images")
+    loop: bool = param(True, "a video file starts over at its end (else the node stops publishing)")
+
+
+@dataclass(frozen=True)
+class MicrophoneParams(NodeParams):
+    source: str = param("device", "'device' (sounddevice input) or 'file' (a WAV file at real-time pace)",
+                        choices=("device", "file"))
+    device: str = param("", "input device name (substring) or index; '' is the system default")
+    file: str = param("", "WAV file played when source is 'file'")
+    loop: bool = param(True, "the WAV file starts over at its end (else silence follows)")
+    sample_rate: int = param(16000, "samples per second published", low=8000, high=48000)
+    frame_ms: float = param(20.0, "frame length in milliseconds", low=20.0, high=32.0)
+    channels: int = param(1, "channels per frame (interleaved)", low=1, high=8)
+
+    def check(self) -> None:
+        if self.source == "file" and not self.file:
+            raise ParamError("file", "source is 'file' but no file is given")
+        if self.source == "file" and not Path(self.file).is_file():
+            raise ParamError("file", f"{self.file} does not exist")
+
+
+@dataclass(frozen=True)
+class SpeakerParams(NodeParams):
+    sink: str = param("device", "'device' (sounddevice output) or 'file' (a WAV file)", choices=("device", "file"))
+    device: str = param("", "output device name (substring) or index; '' is the system default")
+    file: str = param("", "WAV file written when sink is 'file'")
+    sample_rate: int = param(16000, "samples per second of the robot's speech frames", low=8000, high=48000)
+
+    def check(self) -> None:
+        if self.sink == "file" and not self.file:
+            raise ParamError("file", "sink is 'file' but no file is given")
+
+
+@dataclass(frozen=True)
+class RecorderParams(NodeParams):
+    output: str = param("", "bag folder to create; '' is bags/ellsa_<date>_<time>")
+    topics: tuple[str, ...] = param((), "topics to record (relative names resolve in the node's namespace); "
+                                        "empty: every topic that appears, except ROS's own")
+    discover_period_s: float = param(0.5, "how often new topics are looked for", low=0.05, high=10.0)
+
+
+@dataclass(frozen=True)
+class PolicyParams(NodeParams):
+    sample_rate: int = param(16000, "microphone and speech sample rate", low=8000, high=48000)
+    frame_ms: float = param(20.0, "length of the robot's speech frames in ms", low=20.0, high=32.0)
+    block_s: float = param(1.0, "policy block length in seconds", low=0.16, high=2.0)
+    control_hz: float = param(20.0, "control ticks (and published commands) per second", low=1.0, high=1000.0)
+    cameras: tuple[str, ...] = param(("agentview", "wrist"), "camera names; each is read from <name>/image")
+    image_width: int = param(0, "required image width in pixels; 0 accepts any", low=0)
+    image_height: int = param(0, "required image height in pixels; 0 accepts any", low=0)
+    use_audio: bool = param(True, "listen to the microphone (false: typed instructions only)")
+    joint_names: tuple[str, ...] = param((), "joints read from joint_states, in this order; empty takes "
+                                              "the positions as published")
+    action_space: str = param("ee_delta", "'ee_delta': Float32MultiArray [chunk, dof] end-effector deltas; "
+                              "'joint_positions': JointTrajectory over joint_names",
+                              choices=("ee_delta", "joint_positions"))
+    dof: int = param(7, "action dimensions for ee_delta (the last is the gripper)", low=1, high=64)
+    max_step: float = param(0.5, "largest change of one action dimension between two ticks", low=0.0)
+    joint_low: tuple[float, ...] = param((), "lower joint position limits (joint_positions)")
+    joint_high: tuple[float, ...] = param((), "upper joint position limits (joint_positions)")
+    action_mode: str = param("blend", "how a new chunk meets the current plan", choices=("blend", "replace"))
+    max_age_camera_s: float = param(0.5, "a camera older than this is stale: the arm holds",
+                                    name="max_age_s.camera", low=0.001)
+    max_age_state_s: float = param(0.25, "joint states older than this are stale", name="max_age_s.state", low=0.001)
+    max_age_audio_s: float = param(0.5, "audio older than this is stale", name="max_age_s.audio", low=0.001)
+    frame_id: str = param("base_link", "header.frame_id of the published action chunks")
+    checkpoint: str = param("", "model checkpoint path; '' with no remote or class is the embedded model",
+                            name="policy.checkpoint")
+    backend: str = param("torch", "inference backend for the checkpoint", name="policy.backend",
+                         choices=("torch", "onnx"))
+    remote: str = param("", "policy server address tcp://HOST:PORT instead of a local model", name="policy.remote")
+    remote_keys_dir: str = param("", "CURVE keys for a policy server off loopback", name="policy.remote_keys_dir")
+    policy_class: str = param("", "a Policy class 'module:Class' built with no arguments", name="policy.class")
+    tts: str = param("espeak", "speech backend ('hibari', 'piper', 'espeak') or a TTS class 'module:Class'",
+                     name="speech.tts")
+    vad: str = param("energy", "'energy' (built in) or a VAD backend name ('silero')", name="speech.vad")
+    asr: str = param("", "transcriber backend for spoken instructions; '' hears typed text only",
+                     name="speech.asr")
+    stop_words: tuple[str, ...] = param(("stop", "wait", "pause", "halt"), "words that halt the arm",
+                                        name="speech.stop_words")
+    keywords: bool = param(False, "spot stop words in the audio (a keyword spotter backend)",
+                           name="speech.keywords")
+
+    def check(self) -> None:
+        chosen = [n for n, v in (("policy.checkpoint", self.checkpoint), ("policy.remote", self.remote),
+                                 ("policy.class", self.policy_class)) if v]
+        if len(chosen) > 1:
+            raise ParamError(chosen[1], f"set only one of {chosen}")
+        if self.remote and not self.remote.startswith("tcp://"):
+            raise ParamError("policy.remote", f"{self.remote!r} is not a tcp://HOST:PORT address")
+        if self.policy_class and ":" not in self.policy_class:
+            raise ParamError("policy.class", f"{self.policy_class!r} is not 'module:Class'")
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ParamError("cameras", f"{list(self.cameras)}: need at least one camera, each named once")
+        if (self.image_width == 0) != (self.image_height == 0):
+            raise ParamError("image_width", "set both image_width and image_height, or neither")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ParamError("joint_names", "a joint is named twice")
+        if self.action_space == "joint_positions":
+            if not self.joint_names:
+                raise ParamError("joint_names", "action_space 'joint_positions' needs the joint names")
+            for name, lim in (("joint_low", self.joint_low), ("joint_high", self.joint_high)):
+                if len(lim) != len(self.joint_names):
+                    raise ParamError(name, f"{len(lim)} values for {len(self.joint_names)} joints")
+            if any(lo > hi for lo, hi in zip(self.joint_low, self.joint_high)):
+                raise ParamError("joint_low", "a lower limit is above its upper limit")
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        return (self.image_height, self.image_width) if self.image_width else None
+
+    @property
+    def action_dof(self) -> int:
+        return len(self.joint_names) if self.action_space == "joint_positions" else self.dof
+
+
+# Executable -> its parameters. Nodes of other rooms (the sim bridge) check their own.
+PARAMS_OF: dict[str, type[NodeParams]] = {
+    "camera_node": CameraParams,
+    "microphone_node": MicrophoneParams,
+    "policy_node": PolicyParams,
+    "speaker_node": SpeakerParams,
+    "recorder_node": RecorderParams,
+}

@@ -1,0 +1,185 @@
+"""policy_node: hosts the DuplexEngine on ROS 2 topics.
+
+Subscribes `<camera>/image` and `audio` (sensor-data QoS), `joint_states`, `instruction`
+and `speech_played`; publishes `action_chunk` (Float32MultiArray [chunk, dof] for
+end-effector deltas, JointTrajectory for joint positions), `speech_audio`, `transcript` and
+`events` (reliable). Services `~/stop`, `~/reset` (Trigger) and `~/mute` (SetBool).
+
+The engine's clock is ROS time minus the node's start time. Malformed inputs are dropped,
+counted and logged once; stale inputs make the engine hold the arm, and every tick still
+publishes the (holding) command, so the controller always hears from the policy.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ellsa_ros.nodes import messages as m
+from ellsa_ros.nodes.engine_setup import build_engine
+from ellsa_ros.nodes.inputs import DropLog
+from ellsa_ros.nodes.params import PolicyParams, declare
+from ellsa_ros.nodes.process import run_node
+from ellsa_ros.runtime import events as ev
+from ellsa_ros.runtime.streams import InputError
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy")
+        self.params: PolicyParams = declare(self, PolicyParams)
+        p = self.params
+        self.engine = build_engine(p)
+        self.origin_s = self.ros_now_s()
+        self.drops = DropLog()
+        self.played: np.ndarray | None = None
+        self.last_audio_stamp = 0.0
+        # The control timer has a group of its own so that no sensor callback delays a tick;
+        # audio has its own too, as reflexes (barge-in, stop words) run on every frame.
+        control, audio, sensors, commands = (MutuallyExclusiveCallbackGroup() for _ in range(4))
+        joint = p.action_space == "joint_positions"
+        self.action_pub = self.create_publisher(JointTrajectory if joint else Float32MultiArray, "action_chunk",
+                                                m.RELIABLE_QOS)
+        self.speech_pub = self.create_publisher(Int16MultiArray, "speech_audio", m.RELIABLE_QOS)
+        self.transcript_pub = self.create_publisher(String, "transcript", m.RELIABLE_QOS)
+        self.events_pub = self.create_publisher(String, "events", m.RELIABLE_QOS)
+        for cam in p.cameras:
+            self.create_subscription(Image, f"{cam}/image", lambda msg, cam=cam: self.image_callback(cam, msg),
+                                     m.SENSOR_QOS, callback_group=sensors)
+        self.create_subscription(Int16MultiArray, "audio", self.audio_callback, m.SENSOR_QOS, callback_group=audio)
+        self.create_subscription(Int16MultiArray, "speech_played", self.played_callback, m.RELIABLE_QOS,
+                                 callback_group=audio)
+        self.create_subscription(JointState, "joint_states", self.state_callback, m.SENSOR_QOS,
+                                 callback_group=sensors)
+        self.create_subscription(String, "instruction", self.instruction_callback, m.RELIABLE_QOS,
+                                 callback_group=commands)
+        self.create_service(Trigger, "~/stop", self.stop_callback, callback_group=commands)
+        self.create_service(Trigger, "~/reset", self.reset_callback, callback_group=commands)
+        self.create_service(SetBool, "~/mute", self.mute_callback, callback_group=commands)
+        self.engine.events.subscribe(self.event_callback)
+        self.engine.worker.bind_clock(self.now_s)
+        self.engine.start(self.now_s())
+        self.timer = self.create_timer(1.0 / p.control_hz, self.control_callback, callback_group=control)
+        self.get_logger().info(f"{type(self.engine.worker.policy).__name__} at {p.control_hz} Hz, "
+                               f"{p.block_s} s blocks, {p.action_space} -> {self.action_pub.topic_name}")
+
+    # --- time ----------------------------------------------------------------------------
+
+    def ros_now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def now_s(self) -> float:
+        """Engine clock: seconds since the node started, on the node's ROS clock."""
+        return self.ros_now_s() - self.origin_s
+
+    def stamp_s(self, stamp) -> float:
+        return m.from_stamp(stamp) - self.origin_s
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def image_callback(self, camera: str, msg: Image) -> None:
+        try:
+            frame = m.image_array(msg, camera)
+        except InputError as e:
+            return self.refuse(e)
+        self.engine.push_image(camera, frame, self.stamp_s(msg.header.stamp))
+
+    def state_callback(self, msg: JointState) -> None:
+        try:
+            q = m.joint_positions(msg, self.params.joint_names)
+        except InputError as e:
+            return self.refuse(e)
+        self.engine.push_state(q, self.stamp_s(msg.header.stamp))
+
+    def audio_callback(self, msg: Int16MultiArray) -> None:
+        try:
+            pcm = m.audio_array(msg)
+        except InputError as e:
+            return self.refuse(e)
+        audio = m.mono_float(pcm)
+        # Int16MultiArray has no header: the frame began one frame length before it arrived.
+        stamp = max(self.now_s() - len(audio) / self.params.sample_rate, self.last_audio_stamp)
+        self.last_audio_stamp = stamp
+        played, self.played = self.played, None
+        if played is not None and len(played) != len(audio):
+            played = None
+        voice = self.engine.push_audio(audio, stamp, played=played)
+        self.speech_pub.publish(m.audio_msg(m.pcm16(voice)))
+
+    def played_callback(self, msg: Int16MultiArray) -> None:
+        try:
+            self.played = m.mono_float(m.audio_array(msg, "speech_played"))
+        except InputError as e:
+            self.refuse(e)
+
+    def instruction_callback(self, msg: String) -> None:
+        self.engine.push_text(msg.data, self.now_s())
+
+    def refuse(self, e: InputError) -> None:
+        line = self.drops.drop(e.stream, e.reason)
+        if line:
+            self.get_logger().warning(line)
+
+    # --- outputs -------------------------------------------------------------------------
+
+    def control_callback(self) -> None:
+        now = self.now_s()
+        cmd = self.engine.tick(now)
+        if cmd.action is None:
+            return   # nothing was ever commanded: there is no position to hold yet
+        # This tick's command, then the rest of the plan as look-ahead (limits applied); a hold
+        # is a one-point chunk, so an interpolating controller stops where it is.
+        ahead = self.engine.plan(now) if not cmd.hold else np.zeros((0, len(cmd.action)), np.float32)
+        chunk = np.vstack([cmd.action[None, :], ahead])
+        p = self.params
+        if p.action_space == "joint_positions":
+            msg = m.trajectory_msg(chunk, p.joint_names, m.to_stamp(now + self.origin_s), p.control_hz, p.frame_id)
+        else:
+            msg = m.chunk_array_msg(chunk)
+        self.action_pub.publish(msg)
+
+    def event_callback(self, event: ev.Event) -> None:
+        """Called by the engine on whichever thread the event happened."""
+        self.events_pub.publish(String(data=event.to_json()))
+        if isinstance(event, ev.RobotSpeechStart):
+            self.transcript_pub.publish(String(data=event.text))
+        elif isinstance(event, ev.InvalidInput):
+            self.refuse(InputError(event.stream, event.reason))
+
+    # --- services ------------------------------------------------------------------------
+
+    def stop_callback(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.engine.stop(self.now_s(), reason="stop_service")
+        response.success, response.message = True, "holding"
+        return response
+
+    def reset_callback(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.engine.reset(self.now_s())
+        response.success, response.message = True, "new episode"
+        return response
+
+    def mute_callback(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self.engine.mute(request.data)
+        response.success, response.message = True, "muted" if request.data else "unmuted"
+        return response
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "engine"):   # absent when a bad parameter stopped the start
+            self.engine.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    # Several threads: the control timer must tick while a sensor callback runs.
+    return run_node(PolicyNode, "policy", args, executor=lambda: MultiThreadedExecutor(num_threads=4))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

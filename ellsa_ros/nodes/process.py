@@ -1,0 +1,40 @@
+"""The life of one node process: init, build, spin, shut down.
+
+Every node's `main()` is this with its own Node class. A ParamError (or a source that
+cannot open) while building ends the process with exit code 2 and the message naming the
+parameter; Ctrl-C and an external shutdown end it with 0.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+from ellsa_ros.nodes.params import ParamError
+
+EXIT_BAD_PARAMS = 2
+
+
+def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
+             executor: Callable[[], Executor] = SingleThreadedExecutor) -> int:
+    """Builds the node with `make()` and spins it on `executor()` until shutdown."""
+    rclpy.init(args=args)
+    try:
+        node = make()
+    except ParamError as e:
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {e}")
+        rclpy.try_shutdown()
+        return EXIT_BAD_PARAMS
+    spinner = executor()
+    spinner.add_node(node)
+    try:
+        spinner.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        spinner.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

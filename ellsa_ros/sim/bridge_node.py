@@ -1,0 +1,186 @@
+"""sim_bridge_node: the LIBERO simulator as a ROS 2 node (`sim_bridge` in launch/sim.launch.py).
+
+It stands in for the cameras, the microphone and the arm of config/arm.yaml's graph, so the
+policy node runs unchanged against the simulator. Topics (relative names):
+
+  publishes  agentview/image, wrist/image  sensor_msgs/Image rgb8, upright, every control step
+                                           (sensor-data QoS)
+             joint_states                  sensor_msgs/JointState: the 18-d LIBERO proprioception as
+                                           `position`, names proprio_0 .. proprio_17
+             audio                         std_msgs/Int16MultiArray, dims samples, channels: the
+                                           microphone (room noise and the scenario's spoken lines)
+             instruction                   std_msgs/String: the scenario's typed lines
+             sim/events                    std_msgs/String JSON: episode start, user lines, success, end
+  subscribes action_chunk                  std_msgs/Float32MultiArray [chunk, 7]: end-effector deltas at
+                                           control_hz, from the next step on; a new chunk replaces
+                                           what is left of the previous one
+
+The simulator steps on a wall-clock timer at `control_hz`; simulation time (in sim/events)
+is steps / control_hz. A step that takes longer than a period delays the next one (no burst).
+With no action left the arm holds: zero deltas, the gripper kept. The microphone frames of
+each period are published with that step, in order.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
+
+from ellsa_ros.nodes.messages import RELIABLE_QOS, SENSOR_QOS, audio_msg, chunk_array, image_msg, pcm16
+from ellsa_ros.nodes.params import NodeParams, ParamError, declare, param
+from ellsa_ros.nodes.process import run_node
+from ellsa_ros.runtime.streams import InputError
+from ellsa_ros.sim.bridge import CAMERAS, GRIPPER_OPEN
+from ellsa_ros.sim.microphone import ScriptedMicrophone, read_wav, synthesize
+
+
+@dataclass(frozen=True)
+class SimBridgeParams(NodeParams):
+    suite: str = param("libero_spatial", "LIBERO suite")
+    task: int = param(0, "task id in the suite", low=0)
+    init_state: int = param(0, "which of the task's init states", low=0)
+    image_size: int = param(128, "camera image size in pixels (square)", low=16, high=1024)
+    render_quality: str = param("tuned", "'tuned' for speed or 'stock' rendering", choices=("tuned", "stock"))
+    scenario: str = param("", "scenario YAML played into the microphone; '' speaks the task's instruction")
+    instruction_at_s: float = param(1.0, "without a scenario: when the instruction is spoken (sim s)", low=0.0)
+    voice: str = param("hibari", "TTS that speaks the user's lines (ellsa_ros.speech.make_tts)")
+    sample_rate: int = param(16000, "microphone samples per second", low=8000, high=48000)
+    frame_ms: float = param(20.0, "microphone frame length in milliseconds", low=20.0, high=32.0)
+    control_hz: float = param(20.0, "simulator steps per second (LIBERO runs at 20 Hz)", low=1.0, high=100.0)
+    max_steps: int = param(0, "steps before the episode ends; 0 takes the suite's limit", low=0)
+
+
+class SimBridgeNode(Node):
+    def __init__(self, env=None) -> None:
+        """`env`: an already built LiberoEnv (composition code, tests); else built from parameters."""
+        super().__init__("sim_bridge")
+        self.params: SimBridgeParams = declare(self, SimBridgeParams)
+        p = self.params
+        self.env = env if env is not None else _build_env(p)
+        self.obs, info = self.env.reset(options={"task": p.task, "init_state": p.init_state})
+        self.frame_samples = int(round(p.sample_rate * p.frame_ms / 1000.0))
+        self.mic, self.typed = _microphone(p, info["task"])
+        self.period_s = 1.0 / p.control_hz
+        self.max_steps = p.max_steps or self.env.max_steps
+        self.steps, self.frames_sent, self.chunks, self.refused = 0, 0, 0, 0
+        self.actions: deque[np.ndarray] = deque()
+        self.gripper = GRIPPER_OPEN
+        self.done = False
+        self.image_pubs = {c: self.create_publisher(Image, f"{c}/image", SENSOR_QOS) for c in CAMERAS}
+        self.state_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
+        self.audio_pub = self.create_publisher(Int16MultiArray, "audio", SENSOR_QOS)
+        self.instruction_pub = self.create_publisher(String, "instruction", RELIABLE_QOS)
+        self.event_pub = self.create_publisher(String, "sim/events", RELIABLE_QOS)
+        self.create_subscription(Float32MultiArray, "action_chunk", self.chunk_callback, RELIABLE_QOS)
+        self.timer = self.create_timer(self.period_s, self.step_callback)
+        self.publish_event("episode_start", task=info["task"], suite=p.suite, task_id=p.task, init_state=p.init_state,
+                           user=[{"t": u.t_start, "kind": u.kind, "text": u.text} for u in self.mic.utterances])
+        self.publish_observation()
+
+    def chunk_callback(self, msg: Float32MultiArray) -> None:
+        try:
+            actions = chunk_array(msg)
+            if actions.shape[1] != 7 or not np.all(np.isfinite(actions)):
+                raise InputError("action_chunk", f"expected finite (chunk, 7) actions, got {actions.shape}")
+        except InputError as e:
+            self.refused += 1
+            self.get_logger().warning(f"refused action chunk #{self.refused}: {e}")
+            return
+        self.actions = deque(np.clip(actions, -1.0, 1.0).astype(np.float64))
+        self.chunks += 1
+
+    def step_callback(self) -> None:
+        """One control period: microphone frames, typed lines, one simulator step, observations."""
+        if self.done:
+            return
+        t = self.steps * self.period_s
+        self.publish_audio(t + self.period_s)
+        while self.typed and self.typed[0][0] <= t + 1e-9:
+            self.instruction_pub.publish(String(data=self.typed.pop(0)[1]))
+        action = self.actions.popleft() if self.actions else self.hold()
+        self.gripper = float(action[-1])
+        self.obs, _reward, success, _truncated, _info = self.env.step(action)
+        self.steps += 1
+        self.publish_observation()
+        if success or self.steps >= self.max_steps:
+            self.done = True
+            self.publish_event("episode_end", success=bool(success), steps=self.steps, t=self.steps * self.period_s)
+
+    def hold(self) -> np.ndarray:
+        action = np.zeros(7)
+        action[-1] = self.gripper
+        return action
+
+    def publish_audio(self, until_s: float) -> None:
+        frame_s = self.frame_samples / self.params.sample_rate
+        while (self.frames_sent + 1) * frame_s <= until_s + 1e-9:
+            samples = self.mic(self.frames_sent * frame_s, self.frame_samples)
+            self.audio_pub.publish(audio_msg(pcm16(samples)))
+            self.frames_sent += 1
+
+    def publish_observation(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for camera, pub in self.image_pubs.items():
+            if camera in self.obs:
+                pub.publish(image_msg(self.obs[camera], stamp, camera))
+        state = JointState(name=[f"proprio_{i}" for i in range(len(self.obs["state"]))],
+                           position=[float(x) for x in self.obs["state"]])
+        state.header.stamp = stamp
+        self.state_pub.publish(state)
+
+    def publish_event(self, kind: str, **fields) -> None:
+        self.event_pub.publish(String(data=json.dumps({"kind": kind, "t": self.steps * self.period_s, **fields})))
+
+    def destroy_node(self) -> None:
+        self.env.close()
+        super().destroy_node()
+
+
+def _build_env(p: SimBridgeParams):
+    from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
+    try:
+        return LiberoEnv(LiberoEnvConfig(p.suite, p.task, image_size=p.image_size, render_quality=p.render_quality))
+    except ValueError as e:
+        raise ParamError("task" if "task id" in str(e) else "suite", str(e)) from None
+
+
+def _microphone(p: SimBridgeParams, instruction: str) -> tuple[ScriptedMicrophone, list[tuple[float, str]]]:
+    """The microphone with the scenario's spoken lines placed, and the typed lines (time, text)."""
+    from ellsa_ros.sim.scenario import ScenarioError, instruction_scenario, load_scenario
+    try:
+        scenario = load_scenario(p.scenario) if p.scenario else instruction_scenario(at_s=p.instruction_at_s)
+    except (ScenarioError, FileNotFoundError) as e:
+        raise ParamError("scenario", str(e)) from None
+    scenario = scenario.for_task(instruction)
+    mic = ScriptedMicrophone(p.sample_rate)
+    typed: list[tuple[float, str]] = []
+    tts = None
+    for e in scenario.events:
+        if e.kind == "silence":
+            continue
+        if e.typed:
+            typed.append((e.at_s, e.text))
+            continue
+        if e.wav is not None:
+            audio = read_wav(e.wav, p.sample_rate)
+        else:
+            if tts is None:
+                from ellsa_ros.speech import make_tts
+                tts = make_tts(name=p.voice)
+            audio = synthesize(tts, e.text, p.sample_rate)
+        mic.place(e.at_s, audio, e.kind, e.text)
+    return mic, typed
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SimBridgeNode, "sim_bridge", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Making a dataset: shards of demonstrations, in parallel workers, resumable, deterministic.
+
+Every task gets `episodes_per_task` demonstration slots, grouped into shards of `shard_size`.
+A slot is tried up to `attempts` times (each attempt its own random stream); attempts that fail
+the task's success check are discarded and counted. The first shard of every task runs first:
+a task whose expert fails more than `max_failure_rate` of its attempts there is reported with
+that rate and skipped (its shard is kept with no episodes, so a resumed run skips it too).
+A shard file that exists is complete and is not redone; the random stream of an attempt
+depends only on (seed, suite, task, slot, attempt), so results do not depend on the worker
+count or on interruptions.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ellsa_ros.sim.datagen.patterns import PatternShares
+from ellsa_ros.sim.datagen.rollout import RolloutConfig, run_episode
+from ellsa_ros.sim.datagen.storage import read_manifest, read_shard, shard_path, software_versions, write_manifest, \
+    write_shard
+
+# settings that shape the data: a resumed run must use the same ones
+IDENTITY = ("seed", "shard_size", "attempts", "max_failure_rate", "image_size", "render_quality", "rollout", "shares")
+
+
+@dataclass(frozen=True)
+class DatagenConfig:
+    out: Path
+    suites: tuple[str, ...] = ("libero_spatial", "libero_object")
+    tasks: str = "all"                 # per suite: "all", "0-3", "0,2"
+    episodes_per_task: int = 100
+    seed: int = 0
+    workers: int = 1
+    shard_size: int = 10
+    attempts: int = 3                  # tries per demonstration slot
+    max_failure_rate: float = 0.5      # in a task's first shard; above it the task is skipped
+    image_size: int = 128
+    render_quality: str = "tuned"
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    shares: PatternShares = field(default_factory=PatternShares)
+
+    def __post_init__(self) -> None:
+        from ellsa_ros.sim.experts import PICK_PLACE_SUITES
+        from ellsa_ros.sim.suites import suite_names
+
+        if not self.suites:
+            raise ValueError("name at least one suite")
+        for suite in self.suites:
+            if suite not in suite_names():
+                raise ValueError(f"unknown LIBERO suite {suite!r}; valid suites: {', '.join(suite_names())}")
+            if suite not in PICK_PLACE_SUITES:
+                raise ValueError(f"no scripted expert for suite {suite!r}; experts exist for: "
+                                 f"{', '.join(PICK_PLACE_SUITES)}")
+        for name in ("episodes_per_task", "workers", "shard_size", "attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.max_failure_rate < 1.0:
+            raise ValueError(f"max_failure_rate must be in [0, 1), got {self.max_failure_rate}")
+        if not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be in 16..1024 px, got {self.image_size}")
+
+    def identity(self) -> dict:
+        d = {k: _plain(getattr(self, k)) for k in IDENTITY}
+        d["shares"] = dict(self.shares.shares)
+        return d
+
+
+def _plain(x):
+    if hasattr(x, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in asdict(x).items()}
+    if isinstance(x, (tuple, list)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    suite: str
+    task_id: int
+    index: int
+    slots: tuple[int, int]            # [first, end)
+    probe: bool                       # the task's first shard: decides whether the task is skipped
+
+
+# --- one worker ---------------------------------------------------------------------------
+
+_ENV = None
+_VOICES = None
+_TICKS = None
+
+
+def _worker_init(ticks) -> None:
+    global _TICKS
+    _TICKS = ticks
+    # one BLAS / OpenMP thread per worker: the workers are the parallelism
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _env_for(config: DatagenConfig, suite: str, task_id: int):
+    global _ENV
+    from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
+
+    if _ENV is not None and _ENV.task.suite == suite and _ENV.task.task_id == task_id:
+        return _ENV
+    if _ENV is not None:
+        _ENV.close()
+    _ENV = LiberoEnv(LiberoEnvConfig(suite=suite, task_id=task_id, image_size=config.image_size,
+                                     render_quality=config.render_quality))
+    return _ENV
+
+
+def make_shard(config: DatagenConfig, job: ShardJob, tick: Callable[[bool], None] | None = None) -> dict:
+    """Rolls out the shard's slots and writes the shard; returns its header (stats)."""
+    global _VOICES
+    from ellsa_ros.sim.datagen.voices import VoiceBox
+    from ellsa_ros.sim.experts import expert_for
+
+    tick = tick or (_TICKS.put if _TICKS is not None else None)
+    env = _env_for(config, job.suite, job.task_id)
+    _VOICES = _VOICES or VoiceBox()
+    expert = expert_for(job.suite)
+    episodes, failures, attempts, retries = [], {}, 0, 0
+    skip_reason = ""
+    for slot in range(*job.slots):
+        for attempt in range(config.attempts):
+            attempts += 1
+            result = run_episode(env, expert, _VOICES, config.rollout, config.shares, config.seed, slot, attempt)
+            if tick is not None:
+                tick(result.episode is not None)
+            if result.episode is not None:
+                episodes.append(result.episode)
+                retries += result.episode.retries
+                break
+            failures[result.failure] = failures.get(result.failure, 0) + 1
+        failed = attempts - len(episodes)
+        if job.probe and failed >= 5 and failed / attempts > config.max_failure_rate:
+            break        # hopeless: no need to finish the probe
+    failed = attempts - len(episodes)
+    if job.probe and failed / attempts > config.max_failure_rate:
+        skip_reason = (f"the scripted expert failed {failed} of {attempts} attempts "
+                       f"({100.0 * failed / attempts:.0f}%)")
+        episodes = []
+    header = {"suite": job.suite, "task_id": job.task_id, "instruction": env.task.language, "shard": job.index,
+              "slots": list(job.slots), "attempts": attempts, "kept": len(episodes), "discarded": failed,
+              "failures": failures, "retries": retries, "skipped": skip_reason}
+    header["bytes"] = write_shard(shard_path(config.out, job.suite, job.task_id, job.index), header, episodes)
+    return header
+
+
+# --- the whole run ------------------------------------------------------------------------
+
+def plan_jobs(config: DatagenConfig) -> list[ShardJob]:
+    from ellsa_ros.sim.suites import parse_task_ids
+
+    jobs = []
+    for suite in config.suites:
+        for task_id in parse_task_ids(config.tasks, suite):
+            n = config.episodes_per_task
+            for index, first in enumerate(range(0, n, config.shard_size)):
+                jobs.append(ShardJob(suite, task_id, index, (first, min(n, first + config.shard_size)), index == 0))
+    return jobs
+
+
+def _existing(config: DatagenConfig, job: ShardJob, manifest_shards: dict) -> dict | None:
+    """The header of a finished shard for this job, or None if it must be (re)made."""
+    path = shard_path(config.out, job.suite, job.task_id, job.index)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        tmp.unlink()                     # left by an interrupted run
+    if not path.is_file():
+        return None
+    rel = str(path.relative_to(config.out))
+    header = manifest_shards.get(rel)
+    if header is None:                   # written, but the run stopped before the manifest was
+        header = read_shard(path, episodes=False)
+        header.pop("episodes")
+        header.pop("format")
+    return header if list(header["slots"]) == list(job.slots) else None
+
+
+def generate(config: DatagenConfig, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Makes (or completes) the dataset in `config.out`; returns the manifest.
+    `stop_after`: end after that many new shards (an interruption, for resume checks)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = read_manifest(out)
+    except FileNotFoundError:
+        manifest = {}
+    if manifest and manifest["config"] != _plain(config.identity()):
+        changed = sorted(k for k in config.identity() if manifest["config"].get(k) != _plain(config.identity()[k]))
+        raise ValueError(f"{out} holds data made with other settings ({', '.join(changed)} differ); "
+                         "use another --out, or the same settings to resume")
+    shards: dict = dict(manifest.get("shards", {}))
+    manifest = {"config": _plain(config.identity()), "suites": list(config.suites),
+                "episodes_per_task": max(config.episodes_per_task, manifest.get("episodes_per_task", 0)),
+                "versions": software_versions(), "shards": shards}
+    jobs = plan_jobs(config)
+    todo, done_headers = [], {}
+    for job in jobs:
+        header = _existing(config, job, shards)
+        if header is None:
+            todo.append(job)
+        else:
+            done_headers[(job.suite, job.task_id, job.index)] = header
+            shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
+    write_manifest(out, manifest)
+    skipped = {(h["suite"], h["task_id"]) for h in done_headers.values() if h["skipped"]}
+    probes = [j for j in todo if j.probe]
+    rest = [j for j in todo if not j.probe]
+    made = 0
+    bar = _progress_bar(sum(j.slots[1] - j.slots[0] for j in todo), progress)
+    with _Runner(config, bar) as runner:
+        for phase in (probes, rest):
+            phase = [j for j in phase if (j.suite, j.task_id) not in skipped]
+            if stop_after is not None:
+                phase = phase[:max(0, stop_after - made)]
+            for job, header in runner.run(phase):
+                made += 1
+                shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
+                write_manifest(out, manifest)
+                if header["skipped"]:
+                    skipped.add((job.suite, job.task_id))
+                    print(f"\nskipping {job.suite} task {job.task_id}: {header['skipped']}", file=sys.stderr)
+    bar.close()
+    manifest["tasks"] = task_summary(shards)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def task_summary(shards: dict) -> dict:
+    tasks: dict[str, dict] = {}
+    for header in shards.values():
+        t = tasks.setdefault(f"{header['suite']}/{header['task_id']}",
+                             {"instruction": header["instruction"], "kept": 0, "discarded": 0, "attempts": 0,
+                              "retries": 0, "skipped": ""})
+        for k in ("kept", "discarded", "attempts", "retries"):
+            t[k] += header[k]
+        t["skipped"] = t["skipped"] or header["skipped"]
+    for t in tasks.values():
+        t["failure_rate"] = round(t["discarded"] / t["attempts"], 3) if t["attempts"] else 0.0
+    return tasks
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="demo", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+class _Runner:
+    """Runs shard jobs in this process (workers=1) or in a pool of spawned processes; counts
+    each attempt on the progress bar as it finishes."""
+
+    def __init__(self, config: DatagenConfig, bar) -> None:
+        self.config, self.bar = config, bar
+        self.kept = self.discarded = 0
+        self.pool = None
+        self.ticks = None
+
+    def __enter__(self) -> _Runner:
+        if self.config.workers > 1:
+            ctx = mp.get_context("spawn")      # a fresh interpreter each: GL contexts do not survive fork
+            self.ticks = ctx.Queue()
+            self.pool = ctx.Pool(self.config.workers, initializer=_worker_init, initargs=(self.ticks,),
+                                 maxtasksperchild=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] else self.pool.close()
+            self.pool.join()
+
+    def _tick(self, ok: bool) -> None:
+        self.kept += ok
+        self.discarded += not ok
+        self.bar.set_postfix(kept=self.kept, discarded=self.discarded, refresh=False)
+        if ok:
+            self.bar.update(1)
+
+    def run(self, jobs: list[ShardJob]):
+        """Yields (job, header) as shards finish."""
+        if self.pool is None:
+            for job in jobs:
+                header = make_shard(self.config, job, self._tick)
+                self._catch_up(job, header)
+                yield job, header
+            return
+        pending = {self.pool.apply_async(make_shard, (self.config, job)): job for job in jobs}
+        import queue
+        while pending:
+            try:
+                self._tick(self.ticks.get(timeout=0.5))
+            except queue.Empty:
+                pass
+            for result in [r for r in pending if r.ready()]:
+                job = pending.pop(result)
+                header = result.get()          # a worker's exception surfaces here, with its traceback
+                self._catch_up(job, header)
+                yield job, header
+
+    def _catch_up(self, job: ShardJob, header: dict) -> None:
+        # slots that produced no episode still count towards the bar's total
+        self.bar.update(max(0, (job.slots[1] - job.slots[0]) - header["kept"]))

@@ -1,0 +1,43 @@
+"""Collaborators for the ROS graph tests, loaded by the policy node through its parameters
+(`policy.class: ros_doubles:SteadyPolicy`) with this folder on PYTHONPATH. The nodes, the
+engine and the transport are the real ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ellsa_ros.runtime.blocks import Block
+from ellsa_ros.runtime.policy import Decision
+
+
+class SteadyPolicy:
+    """Answers every block with a 1 s chunk of the same end-effector delta (gripper open), and
+    says one sentence on the second block; remembers the typed instructions it was given."""
+
+    latency_s = 0.0
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def reset(self) -> None:
+        self.heard.clear()
+
+    def step(self, block: Block) -> Decision:
+        if block.heard:
+            self.heard.append(block.heard)
+        actions = np.full((20, 7), 0.1, np.float32)
+        actions[:, -1] = -1.0
+        say = "Moving the arm." if block.index == 1 else ""
+        if block.heard:
+            say = f"You said: {block.heard}."
+        return Decision(actions=actions, say=say)
+
+
+class SteadyJointPolicy:
+    """Holds three joints at fixed positions: a chunk of 20 identical joint targets per block."""
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, block: Block) -> Decision:
+        return Decision(actions=np.tile(np.array([0.1, -0.2, 0.3], np.float32), (20, 1)))

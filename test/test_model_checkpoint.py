@@ -1,0 +1,96 @@
+"""Checkpoints round-trip; mismatched versions and shapes fail naming the mismatch; load_policy."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ellsa_ros.model as model
+from ellsa_ros.model import checkpoint
+from ellsa_ros.model.config import ModelConfig, sized
+from ellsa_ros.model.network import EllsaNet
+from ellsa_ros.runtime.blocks import Block
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning worker threads multiply the time."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def net(**kw) -> EllsaNet:
+    torch.manual_seed(0)
+    return EllsaNet(sized("tiny", action_head="continuous", **kw)).eval()
+
+
+def sample_block() -> Block:
+    rng = np.random.default_rng(0)
+    return Block(0, 0.0, 1.0, np.zeros(16000, np.float32), 16000,
+                 {cam: rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for cam in ("agentview", "wrist")}, {},
+                 rng.standard_normal(18).astype(np.float32), 0.0, heard="open the top drawer")
+
+
+def test_checkpoint_round_trip_gives_the_same_decisions(tmp_path):
+    a = net()
+    checkpoint.save(a, tmp_path / "ck")
+    assert checkpoint.read_config(tmp_path / "ck") == a.c
+    p1, p2 = model.load_policy(tmp_path / "ck"), model.load_policy(tmp_path / "ck")
+    d1, d2 = p1.step(sample_block()), p2.step(sample_block())
+    assert d1.say == d2.say and np.array_equal(d1.actions, d2.actions)
+    b = checkpoint.load(tmp_path / "ck")
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_half_precision_checkpoint_is_half_the_size_and_loads(tmp_path):
+    a = net()
+    full = checkpoint.save(a, tmp_path / "full") / checkpoint.WEIGHTS_FILE
+    half = checkpoint.save(a, tmp_path / "half", half=True) / checkpoint.WEIGHTS_FILE
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    b = checkpoint.load(tmp_path / "half")
+    assert torch.allclose(b.core.embed.weight, a.core.embed.weight, atol=1e-3)
+
+
+def test_wrong_format_version_is_named(tmp_path):
+    folder = checkpoint.save(net(), tmp_path / "ck")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["format_version"] = 99
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="format_version 99"):
+        checkpoint.load(folder)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    folder = checkpoint.save(net(), tmp_path / "ck")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["d_ff"] = 384
+    (folder / "config.json").write_text(json.dumps(meta))
+    expected = r"gate_up.weight: checkpoint \(512, 128\) vs model \(768, 128\)"
+    with pytest.raises(checkpoint.CheckpointError, match=expected):
+        checkpoint.load(folder)
+
+
+def test_unknown_config_field_and_bad_values_are_named():
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"d_model": 64, "wings": 2})
+    with pytest.raises(ValueError, match="n_heads"):
+        ModelConfig(d_model=100, n_heads=3)
+    with pytest.raises(ValueError, match="routing sends"):
+        ModelConfig(n_experts=1)
+
+
+def test_load_policy_without_an_embedded_default_says_so():
+    if (model.DEFAULT_CHECKPOINT / "config.json").is_file():
+        pytest.skip("a default checkpoint ships")
+    with pytest.raises(FileNotFoundError, match="no embedded default checkpoint"):
+        model.load_policy()
+
+
+def test_tiny_has_fewer_than_5m_parameters():
+    assert sum(p.numel() for p in EllsaNet(sized("tiny")).parameters()) < 5_000_000
