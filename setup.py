@@ -19,6 +19,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/sim/scenarios", glob("sim/scenarios/*.yaml")),
+        (f"share/{PACKAGE}/sim/instructions", glob("sim/instructions/*.yaml")),
     ],
     install_requires=["numpy>=1.26,<2", "pyyaml>=6", "rich>=13", "tqdm>=4"],
     extras_require={
@@ -48,6 +49,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ellsa = ellsa_ros.cli:main",
+            "sim_bridge_node = ellsa_ros.sim.bridge_node:main",
             "camera_node = ellsa_ros.nodes.camera_node:main",
             "microphone_node = ellsa_ros.nodes.microphone_node:main",
             "policy_node = ellsa_ros.nodes.policy_node:main",

@@ -52,15 +52,19 @@ def _workload(n: int, talk_every: int):
     return out
 
 
-def _time_policy(policy, workload, warmup: int) -> tuple[list[float], float]:
-    policy.reset()
-    times = []
+def _time_interleaved(policies: dict, workload, warmup: int) -> dict[str, list[float]]:
+    """Block step times (ms) per policy. The policies take turns block by block, so that load
+    from other processes on this shared machine falls on all of them alike."""
+    for p in policies.values():
+        p.reset()
+    times: dict[str, list[float]] = {name: [] for name in policies}
     for i, (block, choices, _) in enumerate(workload):
-        t = time.perf_counter()
-        policy.replay(block, choices)
-        if i >= warmup:
-            times.append((time.perf_counter() - t) * 1000.0)
-    return times, float(np.mean([n for *_, n in workload]))
+        for name, policy in policies.items():
+            t = time.perf_counter()
+            policy.replay(block, choices)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t) * 1000.0)
+    return times
 
 
 def _stats(times: list[float]) -> tuple[float, float]:
@@ -82,32 +86,23 @@ def measure(args: argparse.Namespace) -> dict:
     workload = _workload(args.warmup + args.blocks, args.talk_every)
     result: dict = {"threads": args.threads, "blocks": args.blocks, "block_s": 1.0}
     with tempfile.TemporaryDirectory() as tmp:
-        for size in ("tiny", "small"):
-            for variant in ("moe", "dense"):
-                if size == "tiny" and variant == "dense":
-                    continue
-                torch.manual_seed(0)
-                c = sized(size)
-                if variant == "dense":
-                    c = c.dense()
-                net = EllsaNet(c).eval()
-                tok = tokenizers_for(c)
-                key = size if variant == "moe" else f"{size}_dense"
-                if variant == "moe":
-                    result[f"{size}_params"] = sum(p.numel() for p in net.parameters())
-                t_times, fast_tokens = _time_policy(ModelPolicy(TorchBackend(net), *tok), workload, args.warmup)
-                result[f"{key}_torch_ms_p50"], result[f"{key}_torch_ms_p95"] = _stats(t_times)
-                print(f"{key} torch: p50 {result[f'{key}_torch_ms_p50']} ms, p95 {result[f'{key}_torch_ms_p95']} ms",
-                      file=sys.stderr)
-                if variant == "dense":
-                    continue
+        policies = {}
+        for size, variant in (("tiny", "moe"), ("small", "moe"), ("small", "dense")):
+            torch.manual_seed(0)
+            c = sized(size) if variant == "moe" else sized(size).dense()
+            net = EllsaNet(c).eval()
+            tok = tokenizers_for(c)
+            key = size if variant == "moe" else f"{size}_dense"
+            result[f"{key}_params"] = sum(p.numel() for p in net.parameters())
+            policies[f"{key}_torch"] = ModelPolicy(TorchBackend(net), *tok)
+            if variant == "moe":
                 folder = export(net, Path(tmp) / key)
-                o_times, _ = _time_policy(ModelPolicy(OnnxBackend(folder, c, args.threads), *tok), workload,
-                                          args.warmup)
-                result[f"{key}_onnx_ms_p50"], result[f"{key}_onnx_ms_p95"] = _stats(o_times)
-                print(f"{key} onnx: p50 {result[f'{key}_onnx_ms_p50']} ms, p95 {result[f'{key}_onnx_ms_p95']} ms",
-                      file=sys.stderr)
-    result["fast_tokens_per_chunk"] = round(fast_tokens, 2)
+                policies[f"{key}_onnx"] = ModelPolicy(OnnxBackend(folder, c, args.threads), *tok)
+        print(f"timing {', '.join(policies)} over {args.blocks} blocks, taking turns ...", file=sys.stderr)
+        for name, times in _time_interleaved(policies, workload, args.warmup).items():
+            result[f"{name}_ms_p50"], result[f"{name}_ms_p95"] = _stats(times)
+            print(f"{name}: p50 {result[f'{name}_ms_p50']} ms, p95 {result[f'{name}_ms_p95']} ms", file=sys.stderr)
+    result["fast_tokens_per_chunk"] = round(float(np.mean([n for *_, n in workload])), 2)
     result["onnx_speedup"] = round(result["small_torch_ms_p50"] / result["small_onnx_ms_p50"], 3)
     result["onnx_speedup_p95"] = round(result["small_torch_ms_p95"] / result["small_onnx_ms_p95"], 3)
     result["tiny_onnx_speedup"] = round(result["tiny_torch_ms_p50"] / result["tiny_onnx_ms_p50"], 3)

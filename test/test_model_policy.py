@@ -203,3 +203,17 @@ def test_speech_the_model_did_not_generate_enters_after_robot_marker():
     b2.said = "Sorry, I can't do that: the drawer is locked."  # the engine's words, not the model's
     policy.step(b2)
     assert (2, SPECIAL_ID["<robot>"]) in policy.stream
+
+
+def test_replay_feeds_the_given_choices_and_refuses_ones_the_layout_forbids():
+    policy = make_policy(action_head="fast")
+    vocab = Vocab(policy.config)
+    words = TEXT.encode("Okay.")
+    ids = policy.fast.encode(np.full((10, 7), 0.25, np.float32))
+    d = policy.replay(block(0, "open the drawer"),
+                      list(vocab.text(words)) + [SPECIAL_ID["<eot>"]] + list(vocab.action(ids)) + [SPECIAL_ID["<eoa>"]])
+    assert d.say == "Okay." and d.info["action_ids"] == ids
+    np.testing.assert_allclose(d.actions, 0.25, atol=policy.fast.max_abs_error())
+    with pytest.raises(ValueError, match="not allowed"):
+        policy.replay(block(1), [int(vocab.action([0])[0])])  # an action token where text must come
+    assert policy.cache.length == 0 and policy.cache.next_position == 0  # the half-fed block was dropped

@@ -59,7 +59,7 @@ def test_a_few_optimizer_steps_fit_one_episode(head, speech):
         out["loss"].backward()
         opt.step()
         first = first or {k: float(v.detach()) for k, v in out.items()}
-    last = {k: float(v) for k, v in net.loss(batch).items()}
+    last = {k: float(v.detach()) for k, v in net.loss(batch).items()}
     assert last["text"] < 0.5 * first["text"]
     assert last["action"] < 0.7 * first["action"]
     if head == "continuous":

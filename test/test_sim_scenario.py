@@ -37,7 +37,7 @@ def test_shipped_scenarios_cover_the_four_cases():
 def test_task_placeholder_becomes_the_task_instruction():
     s = load_scenario(REPO / "sim/scenarios/stop_mid_task.yaml").for_task("pick up the bowl")
     assert s.events[0].text == "pick up the bowl"
-    assert s.events[1].text == "stop" and s.events[1].at_s == 5.0
+    assert s.events[1].text == "stop" and s.events[1].at_s == 8.0
     assert s.expect.halted is True and s.expect.halt_within_s == 1.5
 
 

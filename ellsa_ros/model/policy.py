@@ -95,11 +95,20 @@ class ModelPolicy:
         """As `step`, but the decoded tokens are `choices` (unified ids, in order: text segment then
         action segment) instead of the greedy ones; the model still runs every call greedy decoding
         would. Replays a recorded episode, and fixes decoded lengths for benchmarks."""
-        c, b = self.config, self._block
-        self._choices = deque(choices) if choices is not None else None
+        c = self.config
         images, present = camera_images(c, block)
         state = proprioception(c, block)
         audio = microphone(c, block)
+        self._choices = deque(choices) if choices is not None else None
+        try:
+            return self._block_step(block, images, present, state, audio)
+        except Exception:
+            self.reset()  # a half-fed block would corrupt every later one: start a fresh stream
+            raise
+
+    def _block_step(self, block: Block, images: np.ndarray, present: list[bool], state: np.ndarray | None,
+                    audio: np.ndarray) -> Decision:
+        c, b = self.config, self._block
         self._calls = 0
         if self.cache.next_position == 0:
             self._queue(prompt_segment(self.vocab.text(self._prompt_ids)))

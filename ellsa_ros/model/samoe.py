@@ -27,8 +27,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # plain ops: measured faster than torch's rms_norm kernel on CPU here, and they export to ONNX
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        if _exporting():  # plain ops, which onnxruntime fuses into its own RMS normalization
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 def _exporting() -> bool:
@@ -47,6 +48,22 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """x: (B, H, T, hd), rotated pairwise (first half, second half)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax attention for the ONNX graph, without copying K/V per query head.
+
+    q (B, H, T, hd); k, v (B, Hkv, S, hd); mask (B, T, S) -> (B, H, T, hd). The query heads that
+    share a K/V head are stacked along time, so one matmul per K/V head serves the whole group.
+    """
+    B, H, _, hd = q.shape
+    Hkv = k.shape[1]
+    g = H // Hkv
+    qg = q.reshape(B, Hkv, -1, hd)  # -1, not T: a constant shape in the graph (no shape arithmetic nodes)
+    scores = qg @ k.transpose(-1, -2) * (hd ** -0.5)                      # (B, Hkv, g*T, S)
+    allowed = mask.unsqueeze(1).repeat(1, 1, g, 1)                         # (B, 1, g*T, S)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return (scores.softmax(-1) @ v).reshape(B, H, -1, hd)
 
 
 class Expert(nn.Module):
@@ -107,26 +124,25 @@ class SAMoELayer(nn.Module):
 
     def forward(self, x: torch.Tensor, routes: Routes, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
                 past_k: torch.Tensor, past_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, D); mask (B, T, S+T) True = may attend; past (B, Hkv, S, hd) -> x, k_new, v_new."""
+        """x (B, T, D); mask (B, T, S+T) bool, True = may attend (when exporting), else the additive
+        bias (B, 1, T, S+T) made from it once per forward; past (B, Hkv, S, hd) -> x, k_new, v_new."""
         c = self.c
-        B, T, D = x.shape
+        B, D = x.shape[0], c.d_model
         H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
-        flat = x.reshape(B * T, D)
+        flat = x.reshape(-1, D)  # (B*T, D); -1 keeps the exported graph free of shape arithmetic
         qkv = routes.apply([e.qkv for e in self.experts], flat)  # (B*T, D + 2 Hkv hd)
-        q, k, v = qkv.split([D, Hkv * hd, Hkv * hd], dim=-1)
-        q = apply_rotary(q.reshape(B, T, H, hd).transpose(1, 2), cos, sin)      # (B, H, T, hd)
-        k_new = apply_rotary(k.reshape(B, T, Hkv, hd).transpose(1, 2), cos, sin)  # (B, Hkv, T, hd)
-        v_new = v.reshape(B, T, Hkv, hd).transpose(1, 2)
+        heads = qkv.reshape(B, -1, H + 2 * Hkv, hd).transpose(1, 2)       # (B, H + 2 Hkv, T, hd)
+        qk = apply_rotary(heads[:, :H + Hkv], cos, sin)                   # q and k rotated together
+        q, k_new, v_new = qk[:, :H], qk[:, H:], heads[:, H + Hkv:]       # (B, H | Hkv | Hkv, T, hd)
         k_all = torch.cat([past_k, k_new], dim=2)  # (B, Hkv, S+T, hd)
         v_all = torch.cat([past_v, v_new], dim=2)
-        if H != Hkv and _exporting():
-            k_all = k_all.repeat_interleave(H // Hkv, dim=1)
-            v_all = v_all.repeat_interleave(H // Hkv, dim=1)
-        attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask.unsqueeze(1),
-                                              enable_gqa=H != Hkv and not _exporting())  # (B, H, T, hd)
-        attn = attn.transpose(1, 2).reshape(B * T, D)
+        if _exporting():
+            attn = grouped_attention(q, k_all, v_all, mask)
+        else:
+            attn = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, enable_gqa=H != Hkv)
+        attn = attn.transpose(1, 2).reshape(-1, D)
         out = routes.apply([e.out for e in self.experts], flat, attn)
-        return out.reshape(B, T, D), k_new, v_new
+        return out.reshape(B, -1, D), k_new, v_new
 
 
 class SAMoE(nn.Module):
@@ -164,13 +180,15 @@ class SAMoE(nn.Module):
         routes = Routes(experts, self.c.n_experts)
         cos, sin = rotary(positions, self.c.head_dim, self.c.rope_theta)
         x = self.embed(ids) + features
+        if not _exporting():  # one additive bias for all layers instead of a bool->float conversion in each
+            mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, float("-inf"))[:, None]
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, routes, cos, sin, mask, past_k[i], past_v[i])
             ks.append(k)
             vs.append(v)
-        B, T, D = x.shape
-        hidden = routes.apply(list(self.norms), x.reshape(B * T, D)).reshape(B, T, D)
+        B, D = x.shape[0], self.c.d_model
+        hidden = routes.apply(list(self.norms), x.reshape(-1, D)).reshape(B, -1, D)
         return hidden, torch.stack(ks), torch.stack(vs)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -102,6 +102,8 @@ class DuplexEngine:
         self._chunk_id = 0
         self._live_chunk: int | None = None
         self._stale: set[str] = set()
+        self._announced: set[str] = set()
+        self._t_start = t0
         self._said: list[str] = []
 
     def start(self, t0: float) -> None:
@@ -349,14 +351,19 @@ class DuplexEngine:
         if c.use_audio:
             ages["audio"], limits["audio"] = self.audio.age(now), c.max_age_s["audio"]
         stale = {n for n, a in ages.items() if a is None or a > limits[n]}
-        for n in sorted(stale - self._stale):
-            age = ages[n]
-            self._emit(ev.StaleInput(now, stream=n, age_s=-1.0 if age is None else float(age)))
-        for n in sorted(self._stale - stale):
+        for n in sorted(stale - self._announced):
+            if ages[n] is None and now - self._t_start <= limits[n]:
+                continue   # not heard from yet, but only just started: hold quietly
+            self._emit(ev.StaleInput(now, stream=n, age_s=-1.0 if ages[n] is None else float(ages[n])))
+            self._announced.add(n)
+        for n in sorted(self._announced - stale):
             self._emit(ev.InputRecovered(now, stream=n))
-        if stale and not self._stale and len(self.queue):
-            self._cancel_actions(now, "stale:" + ",".join(sorted(stale)))
-            self._emit(ev.ActionHalt(now, reason="stale:" + ",".join(sorted(stale))))
+            self._announced.discard(n)
+        if stale and len(self.queue):
+            # Nothing planned from old data survives: a plan resumes only from a fresh decision.
+            reason = "stale:" + ",".join(sorted(stale))
+            self._cancel_actions(now, reason)
+            self._emit(ev.ActionHalt(now, reason=reason))
         self._stale = stale
         return stale
 

@@ -11,7 +11,9 @@ deterministic and inference is paid for in simulated time (the `SteppedWorker`'s
   spoken by a TTS (or played from WAV recordings) at their scripted times; typed events go
   in as typed text; the robot's voice is recorded frame by frame.
 
-An episode ends at its step limit, or once the task is achieved and the scenario has
+An episode lasts the scenario's `duration_s`; without one, the environment's step limit
+counted from the end of the user's first utterance (the policy gets the whole budget after
+hearing the instruction). It ends earlier once the task is achieved, the scenario has
 nothing left to say and the robot has finished speaking (at most `linger_s` after success).
 """
 from __future__ import annotations
@@ -193,7 +195,10 @@ class _EpisodeRun:
         elif scenario.duration_s is not None:
             end_s = scenario.duration_s
         else:
-            end_s = env.max_steps * self.period_s
+            # The step budget starts once the instruction has been said: a long spoken instruction
+            # must not eat into the time the policy is given to do the task.
+            heard_s = min([u.t_end for u in self.user], default=0.0)
+            end_s = heard_s + env.max_steps * self.period_s
         self.n_steps = max(1, math.ceil(end_s / self.period_s - 1e-9))
         self.obs = obs
         self.pending_typed = list(self.typed)

@@ -57,9 +57,11 @@ class SimBridgeParams(NodeParams):
 
 
 class SimBridgeNode(Node):
-    def __init__(self, env=None) -> None:
-        """`env`: an already built LiberoEnv (composition code, tests); else built from parameters."""
-        super().__init__("sim_bridge")
+    def __init__(self, env=None, **node_options) -> None:
+        """`env`: an already built LiberoEnv (composition code, tests); else built from parameters.
+        `node_options` go to rclpy's Node (context, parameter_overrides, ...)."""
+        super().__init__("sim_bridge", **node_options)
+        self._own_env = env is None
         self.params: SimBridgeParams = declare(self, SimBridgeParams)
         p = self.params
         self.env = env if env is not None else _build_env(p)
@@ -138,7 +140,8 @@ class SimBridgeNode(Node):
         self.event_pub.publish(String(data=json.dumps({"kind": kind, "t": self.steps * self.period_s, **fields})))
 
     def destroy_node(self) -> None:
-        self.env.close()
+        if self._own_env:
+            self.env.close()
         super().destroy_node()
 
 

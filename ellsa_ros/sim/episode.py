@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--instruction", help="what the user says (default: the task's own instruction)")
     what.add_argument("--scenario", metavar="FILE", help="a scenario YAML to play instead")
     parser.add_argument("--typed", action="store_true", help="type the instruction instead of speaking it")
-    parser.add_argument("--steps", type=int, help="step limit (default: the suite's)")
+    parser.add_argument("--steps", type=int, help="steps allowed after the instruction (default: the suite's limit)")
     add_robot_arguments(parser)
     parser.add_argument("--out", default="sim_runs", metavar="DIR",
                         help="where the run folder goes (default: sim_runs)")

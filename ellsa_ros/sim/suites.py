@@ -40,7 +40,7 @@ def suite_names() -> list[str]:
     return list(MAX_STEPS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _benchmark(suite: str):
     if suite not in MAX_STEPS:
         raise ValueError(f"unknown LIBERO suite {suite!r}; valid suites: {', '.join(MAX_STEPS)}")

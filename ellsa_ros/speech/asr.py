@@ -42,7 +42,7 @@ class WhisperConfig:
                              f"convert one with ct2-transformers-converter and give its directory")
 
     @classmethod
-    def gpu(cls, model_path: str, **overrides: object) -> "WhisperConfig":
+    def gpu(cls, model_path: str, **overrides: object) -> WhisperConfig:
         """float16 on CUDA with a larger local model (e.g. a converted small.en or distil-large-v3)."""
         return cls(model_path=model_path, device="cuda", compute_type="float16", beam_size=5, **overrides)
 

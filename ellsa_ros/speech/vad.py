@@ -29,6 +29,10 @@ class SileroVADConfig:
     onset_windows: int = 1            # consecutive windows above onset_threshold to start speech
     hangover_ms: float = 256.0        # silence this long ends speech (a multiple of 32 ms)
     webrtc_pregate: int | None = None  # webrtcvad aggressiveness 0..3, None for no pre-gate
+    fast_onset: bool = True           # start on an energy rise, before the model is sure (see EnergyOnset)
+    fast_onset_db: float = 15.0       # rise above the noise floor that counts, per 10 ms
+    fast_onset_min_dbfs: float = -50.0
+    confirm_ms: float = 96.0          # the model must agree within this, or the fast onset is withdrawn
     threads: int = 1
     sample_rate: int = ENGINE_RATE_HZ
 
@@ -44,6 +48,9 @@ class SileroVADConfig:
             raise ValueError(f"hangover_ms must be >= 0, got {self.hangover_ms}")
         if self.webrtc_pregate is not None and self.webrtc_pregate not in (0, 1, 2, 3):
             raise ValueError(f"webrtc_pregate must be 0..3 or None, got {self.webrtc_pregate}")
+        if self.fast_onset_db <= 0 or self.confirm_ms < 32.0:
+            raise ValueError(f"fast_onset_db must be > 0 and confirm_ms >= 32, got {self.fast_onset_db}, "
+                             f"{self.confirm_ms}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         check_rate(self.sample_rate, "SileroVADConfig")
@@ -86,6 +93,43 @@ class _GgmlSilero:
         return float(self._model.process_samples(window.tolist()))
 
 
+class EnergyOnset:
+    """Per 10 ms: is the level a clear rise over the tracked noise floor?
+
+    Silero needs one to three 32 ms windows of voiced sound before it is sure, and it hears
+    unvoiced starts ("s", "h", "p") late; a rise in level is known within 10-20 ms. The floor
+    follows quiet stretches quickly and loud ones slowly, so steady noise does not count."""
+
+    def __init__(self, rise_db: float, min_dbfs: float) -> None:
+        self.rise_db, self.min_dbfs = rise_db, min_dbfs
+        self._pieces = Rebuffer(160)
+        self.reset()
+
+    def reset(self) -> None:
+        self.floor_db = self.min_dbfs - self.rise_db
+        self.recent_db = self.floor_db      # fast average of the level (what a withdrawn onset was)
+        self._run = 0
+        self._pieces.reset()
+
+    def accept_as_noise(self) -> None:
+        """Called when the model did not confirm an onset: the level heard since is background."""
+        self.floor_db = max(self.floor_db, self.recent_db - 3.0)
+
+    def push(self, frame: np.ndarray) -> bool:
+        """Called per incoming frame; True when two 10 ms pieces in a row rose over the floor."""
+        rose = False
+        for piece in self._pieces.push(frame):
+            level = 10.0 * np.log10(float(np.var(piece)) + 1e-12)      # variance: a DC offset is no sound
+            up = level >= self.floor_db + self.rise_db and level >= self.min_dbfs
+            self._run = self._run + 1 if up else 0
+            rose = rose or self._run >= 2
+            rate = 0.1 if level < self.floor_db else 0.02
+            # below min_dbfs - rise_db nothing can trigger, so the floor need not go lower
+            self.floor_db = max(self.floor_db + rate * (level - self.floor_db), self.min_dbfs - self.rise_db)
+            self.recent_db += 0.3 * (level - self.recent_db)
+        return rose
+
+
 class SileroVAD:
     """Implements `runtime.hearing.VAD`. `is_speech` is called once per microphone frame."""
 
@@ -99,6 +143,8 @@ class SileroVAD:
             self._pregate = webrtcvad.Vad(c.webrtc_pregate)
         self._hangover_windows = int(round(c.hangover_ms / (1000.0 * WINDOW / c.sample_rate)))
         self._rebuffer = Rebuffer(WINDOW)
+        self._onset = EnergyOnset(c.fast_onset_db, c.fast_onset_min_dbfs) if c.fast_onset else None
+        self._confirm_windows = int(np.ceil(c.confirm_ms / (1000.0 * WINDOW / c.sample_rate)))
         self.reset()
 
     def reset(self) -> None:
@@ -107,7 +153,13 @@ class SileroVAD:
         self._active = False
         self._above = 0
         self._below = 0
+        self._unconfirmed: int | None = None    # windows since a fast onset the model has not yet agreed with
+        self._rearmed = True
+        if self._onset is not None:
+            self._onset.reset()
+        self.withdrawn = 0                      # fast onsets the model did not confirm
         self.probability = 0.0       # of the last completed window
+        self.voiced = False          # that window alone, before hysteresis (runtime `VAD.voiced`)
         self.windows = 0             # windows seen since reset
         self.gated_windows = 0       # windows the pre-gate kept from the model
 
@@ -117,8 +169,14 @@ class SileroVAD:
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Called on every audio frame (any length, 16 kHz); True while the user is speaking."""
-        for window in self._rebuffer.push(clean_frame(frame, "SileroVAD frame")):
+        x = clean_frame(frame, "SileroVAD frame")
+        rose = self._onset.push(x) if self._onset is not None else False
+        for window in self._rebuffer.push(x):
             self._step(window)
+        if self._onset is not None:
+            if rose and self._rearmed and not self._active:
+                self._active, self._below, self._unconfirmed = True, 0, 0
+            self._rearmed = self._rearmed or not rose
         return self._active
 
     def _step(self, window: np.ndarray) -> None:
@@ -130,6 +188,19 @@ class SileroVAD:
             p = self._model(window)
         self.probability = p
         c = self.config
+        self.voiced = p >= c.onset_threshold
+        if self._unconfirmed is not None:
+            if p >= c.onset_threshold:
+                self._unconfirmed = None
+            else:
+                self._unconfirmed += 1
+                if self._unconfirmed >= self._confirm_windows:
+                    # the model never agreed: not speech; no new fast onset until the level drops
+                    self._active, self._unconfirmed, self._rearmed, self._above = False, None, False, 0
+                    self.withdrawn += 1
+                    if self._onset is not None:
+                        self._onset.accept_as_noise()
+                return
         if self._active:
             self._below = self._below + 1 if p < c.offset_threshold else 0
             if self._below > self._hangover_windows:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +21,14 @@ from typing import Callable
 
 from ellsa_ros.sim.datagen.patterns import PatternShares
 from ellsa_ros.sim.datagen.rollout import RolloutConfig, run_episode
-from ellsa_ros.sim.datagen.storage import read_manifest, read_shard, shard_path, software_versions, write_manifest, \
-    write_shard
+from ellsa_ros.sim.datagen.storage import (
+    read_manifest,
+    read_shard,
+    shard_path,
+    software_versions,
+    write_manifest,
+    write_shard,
+)
 
 # settings that shape the data: a resumed run must use the same ones
 IDENTITY = ("seed", "shard_size", "attempts", "max_failure_rate", "image_size", "render_quality", "rollout", "shares")
@@ -212,22 +219,32 @@ def generate(config: DatagenConfig, progress: bool = True, stop_after: int | Non
             shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
     write_manifest(out, manifest)
     skipped = {(h["suite"], h["task_id"]) for h in done_headers.values() if h["skipped"]}
-    probes = [j for j in todo if j.probe]
-    rest = [j for j in todo if not j.probe]
+    probed = {(j.suite, j.task_id) for j in jobs if j.probe} - {(j.suite, j.task_id) for j in todo if j.probe}
+    # a task's other shards wait for its first shard, which decides whether the task is skipped
+    waiting: dict[tuple[str, int], list[ShardJob]] = {}
+    ready = [j for j in todo if j.probe or (j.suite, j.task_id) in probed]
+    for j in todo:
+        if not j.probe and (j.suite, j.task_id) not in probed:
+            waiting.setdefault((j.suite, j.task_id), []).append(j)
+    ready = [j for j in ready if (j.suite, j.task_id) not in skipped]
     made = 0
     bar = _progress_bar(sum(j.slots[1] - j.slots[0] for j in todo), progress)
     with _Runner(config, bar) as runner:
-        for phase in (probes, rest):
-            phase = [j for j in phase if (j.suite, j.task_id) not in skipped]
-            if stop_after is not None:
-                phase = phase[:max(0, stop_after - made)]
-            for job, header in runner.run(phase):
-                made += 1
-                shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
-                write_manifest(out, manifest)
-                if header["skipped"]:
-                    skipped.add((job.suite, job.task_id))
-                    print(f"\nskipping {job.suite} task {job.task_id}: {header['skipped']}", file=sys.stderr)
+        for job in ready:
+            runner.submit(job)
+        for job, header in runner.results():
+            made += 1
+            shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
+            write_manifest(out, manifest)
+            task = (job.suite, job.task_id)
+            if header["skipped"]:
+                skipped.add(task)
+                print(f"\nskipping {job.suite} task {job.task_id}: {header['skipped']}", file=sys.stderr)
+            elif job.probe:
+                for later in waiting.pop(task, []):
+                    runner.submit(later)
+            if stop_after is not None and made >= stop_after:
+                break
     bar.close()
     manifest["tasks"] = task_summary(shards)
     write_manifest(out, manifest)
@@ -263,6 +280,8 @@ class _Runner:
         self.kept = self.discarded = 0
         self.pool = None
         self.ticks = None
+        self.queued: list[ShardJob] = []
+        self.pending: dict = {}
 
     def __enter__(self) -> _Runner:
         if self.config.workers > 1:
@@ -284,23 +303,26 @@ class _Runner:
         if ok:
             self.bar.update(1)
 
-    def run(self, jobs: list[ShardJob]):
-        """Yields (job, header) as shards finish."""
+    def submit(self, job: ShardJob) -> None:
         if self.pool is None:
-            for job in jobs:
-                header = make_shard(self.config, job, self._tick)
-                self._catch_up(job, header)
-                yield job, header
-            return
-        pending = {self.pool.apply_async(make_shard, (self.config, job)): job for job in jobs}
-        import queue
-        while pending:
+            self.queued.append(job)
+        else:
+            self.pending[self.pool.apply_async(make_shard, (self.config, job))] = job
+
+    def results(self):
+        """Yields (job, header) as shards finish, including shards submitted meanwhile."""
+        while self.queued:
+            job = self.queued.pop(0)
+            header = make_shard(self.config, job, self._tick)
+            self._catch_up(job, header)
+            yield job, header
+        while self.pending:
             try:
                 self._tick(self.ticks.get(timeout=0.5))
             except queue.Empty:
                 pass
-            for result in [r for r in pending if r.ready()]:
-                job = pending.pop(result)
+            for result in [r for r in self.pending if r.ready()]:
+                job = self.pending.pop(result)
                 header = result.get()          # a worker's exception surfaces here, with its traceback
                 self._catch_up(job, header)
                 yield job, header

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ellsa_ros.sim.datagen.scene_talk import Boxes, Defect, Question, defective_instruction, doing_answer, \
-    scene_question
+from ellsa_ros.sim.datagen.scene_talk import (
+    Boxes,
+    Defect,
+    Question,
+    defective_instruction,
+    doing_answer,
+    scene_question,
+)
 
 PATTERNS = ("instruction", "acknowledge", "question_mid_task", "scene_question", "defective", "barge_in",
             "backchannel")

@@ -176,7 +176,7 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
             heard=" ".join(u.text for u in window),
             user_speaking=any(u.t_start <= cut < u.heard_t for u in ep.utterances),
             interrupted=bool(keywords) or cut_voice, keywords=keywords, said=" ".join(said),
-            robot_speaking=any(s.start <= cut < (s.cut_at if s.cut_at is not None else s.end) for s in speech),
+            robot_speaking=any(s.start < cut < (s.cut_at if s.cut_at is not None else s.end) for s in speech),
             acting=acting)
         out.append((block, d))
         prev_cut, prev = cut, d

@@ -23,8 +23,7 @@ import numpy as np
 from ellsa_ros.sim.datagen.episode import Episode, RobotTurn, Utterance
 from ellsa_ros.sim.datagen.patterns import During, InteractionPlan, PatternShares, plan_episode
 from ellsa_ros.sim.datagen.scene_talk import evidence_of
-from ellsa_ros.sim.datagen.voices import NOISE_KINDS, SAMPLE_RATE, Voice, VoiceBox, background_noise, \
-    mix_microphone
+from ellsa_ros.sim.datagen.voices import NOISE_KINDS, SAMPLE_RATE, Voice, VoiceBox, background_noise, mix_microphone
 
 DONE_REPLIES = ("Done.", "All done.", "Finished.", "")
 IMAGE_CODECS = ("jpeg", "png")
@@ -35,7 +34,8 @@ class RolloutConfig:
     """noise_levels: std of the DART noise (action units, [-1, 1] scale), one drawn per episode.
     heard_delay_s: from the end of an utterance to a streaming listener having it (the voice
     detector's hangover). response_wait_s: how long the user lets the robot answer before
-    speaking again (plus the length of its answer). tail_s: recorded after success.
+    speaking again (plus the length of its answer). tail_s: recorded after success; at least
+    the longest block (2 s) so that the block with the done label exists at every block length.
     stuck_s: the expert reports it is done but the task is not: the attempt fails after this."""
     noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
     voices: tuple[Voice, ...] = (Voice("espeak", "en-us"),)
@@ -46,7 +46,7 @@ class RolloutConfig:
     speech_gain_db: tuple[float, float] = (-8.0, 0.0)
     heard_delay_s: float = 0.25
     response_wait_s: float = 1.0
-    tail_s: float = 1.0
+    tail_s: float = 2.0
     stuck_s: float = 3.0
     image_codec: str = "jpeg"
     jpeg_quality: int = 90

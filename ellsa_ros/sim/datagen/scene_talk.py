@@ -58,7 +58,8 @@ def resting_on(boxes: Boxes, item: str) -> str | None:
         if other == item:
             continue
         olo, ohi = np.asarray(olo, float), np.asarray(ohi, float)
-        inside = np.all(centre[:2] >= olo[:2] - FOOTPRINT_MARGIN_M) and np.all(centre[:2] <= ohi[:2] + FOOTPRINT_MARGIN_M)
+        margin = FOOTPRINT_MARGIN_M
+        inside = np.all(centre[:2] >= olo[:2] - margin) and np.all(centre[:2] <= ohi[:2] + margin)
         resting = olo[2] + 0.005 <= lo[2] <= ohi[2] + ON_TOLERANCE_M
         # the support is the highest one under the item (a bowl on a plate on a tray)
         if inside and resting and ohi[2] > best_top and (ohi[:2] - olo[:2]).prod() >= 0.5 * (hi[:2] - lo[:2]).prod():
@@ -206,7 +207,7 @@ def defective_instruction(boxes: Boxes, rng: np.random.Generator) -> Defect:
                      f"pick up the {missing}"))
         return Defect(kind, text, f"there is no {missing} here", f"Sorry, I don't see a {missing} here.")
     if kind == "impossible":
-        text = pick((f"lift the whole table", f"put the {pick(movable)} on the ceiling",
+        text = pick(("lift the whole table", f"put the {pick(movable)} on the ceiling",
                      f"fold the {pick(movable)} in half", f"put the {pick(FIXTURES)} inside the {pick(movable)}",
                      "walk over to the kitchen"))
         return Defect(kind, text, "that is beyond what I can do", "Sorry, I can't do that.")

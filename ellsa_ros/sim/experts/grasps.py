@@ -18,6 +18,7 @@ HAND_BOTTOM_M = 0.025
 FINGERS_HALF_M = (0.065, 0.012)   # the two fingers, reaching 0.013 m below the point
 FINGERS_BOTTOM_M = -0.013
 MAX_SPAN_M = 0.075                # widest span the open fingers take with a margin
+CLEAR_M = 0.015                   # clearance beyond which a grasp counts as clear
 
 
 @dataclass(frozen=True)
@@ -112,5 +113,5 @@ def rim_grasps(name: str, info: dict, radius_m: float, depth_m: float) -> list[G
 def best_grasp(grasps: list[Grasp], tried: int) -> Grasp:
     """The grasp with the most clearance, preferring small turns of the wrist when all are
     clear; `tried` earlier attempts skip that many of the best (a failed grasp is not repeated)."""
-    ranked = sorted(grasps, key=lambda g: (-min(g.clearance_m, 0.03), abs(g.yaw)))
+    ranked = sorted(grasps, key=lambda g: (-min(g.clearance_m, CLEAR_M), abs(g.yaw)))
     return ranked[tried % len(ranked)]

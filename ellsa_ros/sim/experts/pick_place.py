@@ -49,7 +49,9 @@ class PickPlaceConfig:
     lift_check_m: float = 0.02     # the object must have risen this much for a grasp to count
     close_steps: int = 12
     release_steps: int = 10
-    phase_limit_steps: int = 60    # a motion phase that has not converged by then moves on
+    phase_limit_steps: int = 40    # a motion phase that has not converged by then moves on
+    integral_gain: float = 0.3     # per step, on position errors under integral_zone_m
+    integral_zone_m: float = 0.03
     max_retries: int = 3
 
     def __post_init__(self) -> None:
@@ -76,6 +78,7 @@ class PickPlaceExpert:
         self.retries = 0
         self._planned = False
         self._phase_steps = 0
+        self._integral = np.zeros(3)
 
     # -- per step ------------------------------------------------------------------------
 
@@ -114,19 +117,19 @@ class PickPlaceExpert:
                 else:
                     self._held_offset = centre - eef
                     self._enter(Phase.CARRY)
-            return self._toward(eef, axis_angle, target, CLOSE, max_speed=0.6)
+            return self._toward(eef, axis_angle, target, CLOSE)
         if self.phase is Phase.CARRY:
             target = np.array([*self._place_xy(eef, centre, info), self._carry_z(eef, lo, info)])
             if self._reached(eef, target, 0.01) or self._timed_out():
                 self._enter(Phase.LOWER)
-            return self._toward(eef, axis_angle, target, CLOSE, max_speed=0.6)
+            return self._toward(eef, axis_angle, target, CLOSE)
         if self.phase is Phase.LOWER:
             target_top = np.asarray(info["object_boxes"][self._target][1])[2]
             z = eef[2] - (lo[2] - (target_top + cfg.place_gap_m))
             target = np.array([*self._place_xy(eef, centre, info), z])
             if lo[2] <= target_top + cfg.place_gap_m + 0.01 or self._timed_out():
                 self._enter(Phase.RELEASE)
-            return self._toward(eef, axis_angle, target, CLOSE, max_speed=0.4)
+            return self._toward(eef, axis_angle, target, CLOSE, max_speed=0.6)
         if self.phase is Phase.RELEASE:
             if self._phase_steps >= cfg.release_steps:
                 self._hold = eef + [0, 0, cfg.hover_m]
@@ -186,8 +189,11 @@ class PickPlaceExpert:
     # -- plumbing ------------------------------------------------------------------------
 
     def _toward(self, eef, axis_angle, target, gripper: float, max_speed: float = 1.0) -> np.ndarray:
+        error = np.asarray(target, np.float64) - eef
+        if np.linalg.norm(error) < self.config.integral_zone_m:
+            self._integral += self.config.integral_gain * error
         return pose_action(eef, axis_angle, np.asarray(target, np.float64), down_with_yaw(self._yaw),
-                           gripper, max_speed)
+                           gripper, max_speed, offset_m=self._integral)
 
     def _reached(self, eef: np.ndarray, target: np.ndarray, tol_m: float) -> bool:
         return bool(np.linalg.norm(np.asarray(target) - eef) < tol_m)
@@ -198,6 +204,7 @@ class PickPlaceExpert:
     def _enter(self, phase: Phase) -> None:
         self.phase = phase
         self._phase_steps = 0
+        self._integral = np.zeros(3)
 
     def _fail(self) -> None:
         self.retries += 1

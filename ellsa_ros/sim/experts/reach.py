@@ -2,7 +2,8 @@
 
 robosuite's OSC_POSE controller reads an action of 1.0 as a 0.05 m position step and a
 0.5 rad rotation step of its goal, both in the world frame. A proportional law on the pose
-error, with a speed cap, is enough for scripted motions at 20 Hz.
+error, with a speed cap, is enough for scripted motions at 20 Hz: at gain 1 the controller's
+goal is put on the target itself whenever the cap allows.
 """
 from __future__ import annotations
 
@@ -44,14 +45,20 @@ def down_with_yaw(yaw: float) -> np.ndarray:
 
 
 def pose_action(eef_pos: np.ndarray, eef_axis_angle: np.ndarray, target_pos: np.ndarray,
-                target_rot: np.ndarray, gripper: float, max_speed: float = 1.0) -> np.ndarray:
+                target_rot: np.ndarray, gripper: float, max_speed: float = 1.0,
+                offset_m: np.ndarray | None = None) -> np.ndarray:
     """One action (7,) moving the gripper toward the target pose (m, world frame).
 
-    max_speed caps the position part's norm (in action units: 1.0 is 0.05 m per step)."""
-    move = (np.asarray(target_pos) - np.asarray(eef_pos)) / POSITION_STEP_M * 0.5
+    max_speed caps the position part's norm (in action units: 1.0 is 0.05 m per step).
+    offset_m is added to the position error: an integral term that removes the controller's
+    steady-state error (it stops short by up to a centimetre with the wrist turned)."""
+    error_m = np.asarray(target_pos) - np.asarray(eef_pos)
+    if offset_m is not None:
+        error_m = error_m + offset_m
+    move = error_m / POSITION_STEP_M
     norm = float(np.linalg.norm(move))
     if norm > max_speed:
         move *= max_speed / norm
     error = matrix_to_axis_angle(target_rot @ axis_angle_to_matrix(eef_axis_angle).T)
-    turn = np.clip(error / ROTATION_STEP_RAD * 0.8, -1.0, 1.0)
+    turn = np.clip(error / ROTATION_STEP_RAD, -1.0, 1.0)
     return np.concatenate([np.clip(move, -1.0, 1.0), turn, [gripper]]).astype(np.float32)

@@ -1,0 +1,112 @@
+"""`ellsa datagen`: make duplex training data from scripted LIBERO demonstrations, or inspect it.
+
+    ellsa datagen --suites libero_spatial,libero_object --episodes-per-task 100 --out data/duplex --seed 0
+    ellsa datagen --inspect data/duplex            # counts, and data/duplex/contact_sheet.png
+
+A run that stops (Ctrl-C, a crash, a reboot) is resumed by running the same command again:
+finished shards are kept, the rest are made. More demonstrations per task can be added later
+by raising --episodes-per-task with otherwise the same settings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suites", default="libero_spatial,libero_object", help="comma-separated LIBERO suites")
+    parser.add_argument("--tasks", default="all", help="task ids in each suite: all, 0-3, 0,2 (default all)")
+    parser.add_argument("--episodes-per-task", type=int, default=100, help="demonstrations per task (default 100)")
+    parser.add_argument("--out", type=Path, help="dataset directory (made, or resumed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="parallel simulator processes (one per core)")
+    parser.add_argument("--shard-size", type=int, default=10, help="demonstrations per shard file")
+    parser.add_argument("--attempts", type=int, default=3, help="tries per demonstration before it counts as lost")
+    parser.add_argument("--max-failure-rate", type=float, default=0.5,
+                        help="skip a task whose expert fails more often than this in its first shard")
+    parser.add_argument("--image-size", type=int, default=128, help="camera images, square px")
+    parser.add_argument("--image-codec", choices=("jpeg", "png"), default="jpeg")
+    parser.add_argument("--patterns", default="", help="pattern shares, e.g. instruction=0.3,barge_in=0.2 "
+                                                       "(default: every pattern, see patterns.py)")
+    parser.add_argument("--noise-levels", default="0,0.05,0.1,0.2", help="DART action noise stds, one per episode")
+    parser.add_argument("--voices", default="", help="user voices, backend[:variant][@rate], comma-separated "
+                                                     "(default: piper, hibari and espeak variants)")
+    parser.add_argument("--robot-voice", default="", help="the robot's voice (for the length of its words)")
+    parser.add_argument("--inspect", type=Path, metavar="DIR", help="print counts of DIR and write its contact sheet")
+    parser.add_argument("--sheet", type=Path, help="contact sheet path (default DIR/contact_sheet.png)")
+    parser.add_argument("--block-s", type=float, default=1.0, help="block length for the block count of --inspect")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def default_voices() -> tuple[str, ...]:
+    """Natural voices from the speech stack where it is installed, and espeak variants."""
+    espeak = ("espeak:en-us+f2", "espeak:en-us+m3", "espeak:en-gb+m1", "espeak:en-us+f4")
+    try:
+        import ellsa_ros.speech  # noqa: F401
+    except ImportError:
+        return espeak
+    return ("piper", "hibari", *espeak)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"bad {what} {text!r}: expected comma-separated numbers") from None
+
+
+def build_config(args: argparse.Namespace):
+    from ellsa_ros.sim.datagen.generate import DatagenConfig
+    from ellsa_ros.sim.datagen.patterns import PatternShares
+    from ellsa_ros.sim.datagen.rollout import RolloutConfig
+    from ellsa_ros.sim.datagen.voices import VoiceBox, parse_voice
+
+    voices = tuple(parse_voice(v) for v in (args.voices.split(",") if args.voices else default_voices()))
+    robot = parse_voice(args.robot_voice or ("hibari" if "hibari" in default_voices() else "espeak:en-us+m3"))
+    box = VoiceBox()
+    for v in (*voices, robot):
+        box.check(v)        # a missing backend is named now, not hours into the run
+    rollout = RolloutConfig(noise_levels=_floats(args.noise_levels, "--noise-levels"), voices=voices,
+                            robot_voice=robot, image_codec=args.image_codec)
+    shares = PatternShares.parse(args.patterns) if args.patterns else PatternShares()
+    return DatagenConfig(out=args.out, suites=tuple(s.strip() for s in args.suites.split(",") if s.strip()),
+                         tasks=args.tasks, episodes_per_task=args.episodes_per_task, seed=args.seed,
+                         workers=args.workers, shard_size=args.shard_size, attempts=args.attempts,
+                         max_failure_rate=args.max_failure_rate, image_size=args.image_size, rollout=rollout,
+                         shares=shares), box.fallbacks
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.inspect is not None:
+        from ellsa_ros.sim.datagen.inspect import contact_sheet, dataset_counts
+
+        counts = dataset_counts(args.inspect, args.block_s)
+        sheet = args.sheet or args.inspect / "contact_sheet.png"
+        counts["contact_sheet"] = str(sheet)
+        counts["contact_sheet_tiles"] = contact_sheet(args.inspect, sheet)
+        print(json.dumps(counts, indent=1))
+        return 0
+    if args.out is None:
+        print("ellsa datagen: give --out DIR to make data, or --inspect DIR to look at it", file=sys.stderr)
+        return 2
+    from ellsa_ros.sim.datagen.generate import generate
+
+    try:
+        config, fallbacks = build_config(args)
+    except (ValueError, RuntimeError) as e:
+        print(f"ellsa datagen: {e}", file=sys.stderr)
+        return 2
+    if fallbacks:
+        print(f"ellsa datagen: speech stack not importable; using {', '.join(sorted(fallbacks))}", file=sys.stderr)
+    try:
+        manifest = generate(config, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"ellsa datagen: {e}", file=sys.stderr)
+        return 2
+    for name, t in sorted(manifest["tasks"].items()):
+        note = f"  SKIPPED: {t['skipped']}" if t["skipped"] else ""
+        print(f"{name}: {t['kept']} demonstrations, {t['discarded']} discarded "
+              f"(failure rate {100 * t['failure_rate']:.0f}%), {t['retries']} re-grasps{note}")
+    return 0
