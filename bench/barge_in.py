@@ -9,6 +9,8 @@ real-time pace from a separate thread, as a microphone would. Three kinds of tri
 - stop word: the user says a stop word: end of the word -> action halt;
 - backchannel: the user says "mm-hmm" and the like: the voice must not be cut.
 
+Also counted: `false_halts`, barge-in sentences (no stop word in them) that halted the arm.
+
 Onsets and word ends come from the clean WAV (first/last sample above 5% of its peak).
 The robot's own voice does not reach the microphone here (no loudspeaker path), so this
 measures the reflexes, not echo handling (`ellsa bench speech` measures that).
@@ -33,7 +35,7 @@ from ellsa_ros.runtime.policy import Decision, ThreadedWorker
 from ellsa_ros.runtime.speech_out import resample
 
 SR = 16000
-BARGE = ["excuse me, put it in the basket instead", "wait a second, what are you holding",
+BARGE = ["excuse me, put it in the basket instead", "sorry, what are you holding right now",
          "no no, the other bowl please", "can you tell me where the plate is",
          "hold on, I changed my mind"]
 STOPS = ["stop", "wait", "halt", "pause"]
@@ -143,7 +145,8 @@ def load_speech(args: argparse.Namespace) -> dict:
 
 def measure(args: argparse.Namespace) -> dict:
     speech = load_speech(args)
-    duck, cut, halt, false_cuts, not_speaking, missed = [], [], [], 0, 0, {"duck": 0, "cut": 0, "halt": 0}
+    duck, cut, halt, false_cuts, false_halts, not_speaking = [], [], [], 0, 0, 0
+    missed = {"duck": 0, "cut": 0, "halt": 0}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         kinds = [("barge", BARGE), ("stop", STOPS), ("backchannel", BACKCHANNELS)]
@@ -156,6 +159,7 @@ def measure(args: argparse.Namespace) -> dict:
                     not_speaking += 1
                 d, c = first(events, ev.RobotSpeechDuck, onset), first(events, ev.RobotSpeechCut, onset)
                 if kind == "barge":
+                    false_halts += first(events, ev.ActionHalt, 0.0) is not None   # no stop word was said
                     if d is None:
                         missed["duck"] += 1
                     else:
@@ -179,6 +183,7 @@ def measure(args: argparse.Namespace) -> dict:
         "cut_ms_p50": pct(cut, 50), "cut_ms_p95": pct(cut, 95),
         "halt_ms_p50": pct(halt, 50), "halt_ms_p95": pct(halt, 95),
         "backchannel_false_cuts": int(false_cuts),
+        "false_halts": int(false_halts),
         "missed": missed, "robot_not_speaking_at_onset": not_speaking,
         "vad": args.vad, "tts": args.tts, "backchannel_s": args.backchannel_s,
     }

@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=40, help="blocks timed per run")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--talk-every", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and onnxruntime")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for torch and onnxruntime (with 2, torch's OpenMP threads stalled "
+                             "for hundreds of ms per block whenever other processes shared the 2 cores)")
 
 
 def _workload(n: int, talk_every: int):

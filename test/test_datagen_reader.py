@@ -49,7 +49,7 @@ def make_episode(utterances: list[Utterance], robot: list[RobotTurn], acting: np
     return Episode(
         suite="libero_spatial", task_id=0, instruction="pick up the bowl", init_state=0, slot=0, attempt=0,
         pattern="barge_in", noise_std=0.0, control_hz=HZ, sample_rate=SR, image_codec="png",
-        frames={"agentview": [_frame(i, 0) for i in range(STEPS + 1)], "wrist": [_frame(i, 1) for i in range(STEPS + 1)]},
+        frames={cam: [_frame(i, c) for i in range(STEPS + 1)] for c, cam in enumerate(("agentview", "wrist"))},
         state=state, executed=labels.copy(), labels=labels, acting=acting,
         mic=(np.clip(mic, -1, 1) * 32767).astype(np.int16), utterances=utterances, robot=robot,
         success_step=success_step)

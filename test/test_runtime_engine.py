@@ -104,7 +104,7 @@ def test_backchannel_does_not_cut():
 
 def test_stop_word_halts_actions_at_next_tick():
     rule = first_instruction(say="Moving.", n=60)   # a 3 s chunk
-    rig = Rig(rule, stop_at=[2.01]).run(4.0)
+    rig = Rig(rule, segments=[(1.6, 1.95)], stop_at=[2.01]).run(4.0)   # "stop!" said at 1.6-1.95
     heard = rig.log.first(ev.KeywordHeard)
     halt = rig.log.first(ev.ActionHalt)
     assert heard is not None and heard.word == "stop" and heard.t == pytest.approx(2.02)
@@ -116,11 +116,20 @@ def test_stop_word_halts_actions_at_next_tick():
     assert rig.policy.blocks[2].keywords == ("stop",) and rig.policy.blocks[2].interrupted
 
 
+def test_stop_word_late_in_a_long_utterance_is_left_to_the_model():
+    # "put the bowl on the plate" with a spotted "wait" 2 s after the onset: no reflex halt,
+    # the arm keeps moving; the model hears the whole utterance in its next block.
+    rule = first_instruction(say="Moving.", n=60)
+    rig = Rig(rule, segments=[(1.2, 3.5)], stop_at=[3.3]).run(4.0)
+    assert rig.log.of(ev.ActionHalt) == [] and rig.log.of(ev.KeywordHeard) == []
+    assert len(rig.moving(1.0, 4.0)) == 60
+
+
 def test_decision_made_before_stop_word_is_void():
     # The policy takes 0.5 s: the answer for block 1 (ending at 2.0) arrives at 2.5, after the stop at 2.2.
     def rule(block):
         return Decision(actions=chunk(20), say="Still going.") if block.index == 1 else Decision()
-    rig = Rig(rule, stop_at=[2.2], latency_s=0.5).run(4.0)
+    rig = Rig(rule, segments=[(1.9, 2.15)], stop_at=[2.2], latency_s=0.5).run(4.0)
     assert rig.moving() == []
     assert rig.log.of(ev.RobotSpeechStart) == []
 

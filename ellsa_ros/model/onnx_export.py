@@ -1,7 +1,9 @@
 """`ellsa export`: a checkpoint to ONNX graphs for the onnxruntime policy.
 
-Three graphs, with the KV cache as explicit inputs and outputs of the block step:
+Graphs, with the KV cache as explicit inputs and outputs of the block step:
   step.onnx         ids, features, experts, positions, mask, past_k, past_v -> logits, chunk, new_k, new_v
+  step_expert{e}.onnx  the same step for calls whose tokens are all expert e's (decode steps): no
+                    routing nodes, about half the graph; same inputs and outputs
   observation.onnx  images (1, n_cam, S, S, 3) float, state (1, state_dim) -> image tokens, state token
   audio.onnx        mel (1, 2 + F, n_mels) -> speech embeddings
 plus the checkpoint's config.json and the continuous head's action slots (queries.npy).
@@ -23,6 +25,12 @@ from .network import EllsaNet
 
 OPSET = 18
 STEP, OBSERVATION, AUDIO, QUERIES = "step.onnx", "observation.onnx", "audio.onnx", "queries.npy"
+STEP_EXPERT = "step_expert{}.onnx"
+STEP_INPUTS = ["ids", "features", "experts", "positions", "mask", "past_k", "past_v"]
+STEP_OUTPUTS = ["logits", "chunk", "new_k", "new_v"]
+STEP_AXES = {"ids": {1: "T"}, "features": {1: "T"}, "experts": {1: "T"}, "positions": {1: "T"},
+             "mask": {1: "T", 2: "ST"}, "past_k": {3: "S"}, "past_v": {3: "S"},
+             "chunk": {1: "T"}, "new_k": {3: "T"}, "new_v": {3: "T"}}
 
 
 class _Observation(nn.Module):
@@ -35,12 +43,12 @@ class _Observation(nn.Module):
 
 
 class _Step(nn.Module):
-    def __init__(self, net: EllsaNet) -> None:
+    def __init__(self, net: EllsaNet, only: int | None = None) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.only = net, only
 
     def forward(self, ids, features, experts, positions, mask, past_k, past_v):
-        return self.net.step(ids, features, experts, positions, mask, past_k, past_v)
+        return self.net.step(ids, features, experts, positions, mask, past_k, past_v, self.only)
 
 
 def export(net: EllsaNet, out: str | Path) -> Path:
@@ -56,13 +64,10 @@ def export(net: EllsaNet, out: str | Path) -> Path:
                  torch.zeros(L, 1, Hkv, S, hd), torch.zeros(L, 1, Hkv, S, hd))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes are expected here
-        torch.onnx.export(
-            _Step(net), step_args, str(out / STEP), dynamo=False, opset_version=OPSET,
-            input_names=["ids", "features", "experts", "positions", "mask", "past_k", "past_v"],
-            output_names=["logits", "chunk", "new_k", "new_v"],
-            dynamic_axes={"ids": {1: "T"}, "features": {1: "T"}, "experts": {1: "T"}, "positions": {1: "T"},
-                          "mask": {1: "T", 2: "ST"}, "past_k": {3: "S"}, "past_v": {3: "S"},
-                          "chunk": {1: "T"}, "new_k": {3: "T"}, "new_v": {3: "T"}})
+        graphs = [(None, STEP)] + ([(e, STEP_EXPERT.format(e)) for e in range(c.n_experts)] if c.n_experts > 1 else [])
+        for only, name in graphs:
+            torch.onnx.export(_Step(net, only), step_args, str(out / name), dynamo=False, opset_version=OPSET,
+                              input_names=STEP_INPUTS, output_names=STEP_OUTPUTS, dynamic_axes=STEP_AXES)
         images = torch.zeros(1, len(c.cameras), c.image_size, c.image_size, 3)
         torch.onnx.export(_Observation(net), (images, torch.zeros(1, c.state_dim)), str(out / OBSERVATION),
                           dynamo=False, opset_version=OPSET, input_names=["images", "state"],

@@ -41,6 +41,7 @@ class EngineConfig:
     committed: int = 1
     blend_ramp: int = 5
     backchannel_s: float = 0.3
+    stop_window_s: float = 1.2
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     duck_gain: float = 0.25
     reject_template: str = "Sorry, I can't do that: {reason}."
@@ -74,7 +75,7 @@ class DuplexEngine:
         sync = isinstance(worker, SteppedWorker) if synchronous_speech is None else synchronous_speech
         self.speech = SpeechOutput(tts, c.sample_rate, c.frame_samples, c.duck_gain, synchronous=sync)
         self.reflex = Reflex(vad or EnergyVAD(), keywords,
-                             ReflexConfig(c.backchannel_s, c.stop_words), c.sample_rate)
+                             ReflexConfig(c.backchannel_s, c.stop_words, stop_window_s=c.stop_window_s), c.sample_rate)
         self.echo = echo
         self.audio = AudioRing(c.sample_rate)
         self.images = {name: FrameSlot(name, c.image_size) for name in c.cameras}

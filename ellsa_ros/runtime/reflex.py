@@ -27,8 +27,14 @@ class ReflexConfig:
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     preroll_s: float = 0.3         # audio kept before a VAD onset, so ASR hears the first phoneme
     max_utterance_s: float = 30.0  # an utterance longer than this is cut into pieces
+    # A stop word counts as a reflex only this soon after the onset of the utterance it is in:
+    # "stop!" and "wait, ..." halt at once, while "wait" heard inside "...on the plate" does not.
+    # Later stop words still reach the model as text, which decides in its next block.
+    stop_window_s: float = 1.2
 
     def __post_init__(self) -> None:
+        if self.stop_window_s <= 0:
+            raise ValueError(f"stop_window_s={self.stop_window_s} must be > 0 s")
         if not (0.0 < self.backchannel_s <= 2.0):
             raise ValueError(f"backchannel_s={self.backchannel_s} must be in (0, 2] s")
         self.stop_words = tuple(w.strip().lower() for w in self.stop_words if w.strip())
@@ -62,6 +68,7 @@ class Reflex:
             self.keywords.reset()
         self.speaking = False
         self._speech_s = 0.0
+        self._since_onset_s = np.inf   # audio time since the onset of the current or last utterance
         self._ducked = False
         self._cut = False
         self._preroll: deque[np.ndarray] = deque()
@@ -75,11 +82,12 @@ class Reflex:
         out = Reflexes()
         dt = len(frame) / self.sample_rate
         voiced = bool(self.vad.is_speech(frame))
-        if self.keywords is not None:
-            out.keywords = [w.lower() for w in self.keywords.process(frame)]
+        self._since_onset_s += dt
+        heard = [] if self.keywords is None else [w.lower() for w in self.keywords.process(frame)]
 
         if voiced and not self.speaking:
             self.speaking, self._speech_s, self._cut = True, 0.0, False
+            self._since_onset_s = dt
             out.speech_started = True
             self._utterance, self._utterance_n = list(self._preroll), self._preroll_n
             if robot_speaking:
@@ -108,6 +116,9 @@ class Reflex:
         while self._preroll and self._preroll_n - len(self._preroll[0]) >= c.preroll_s * self.sample_rate:
             self._preroll_n -= len(self._preroll.popleft())
 
+        # Words spotted within the window of an utterance's onset; the rest are left to the model.
+        if self._since_onset_s <= c.stop_window_s + 1e-9:
+            out.keywords = heard
         stop = next((w for w in out.keywords if w in c.stop_words), None)
         if stop is not None:
             out.halt = stop

@@ -202,9 +202,13 @@ class LiberoEnv(gym.Env):
 
     def _load_init_state(self, state: np.ndarray) -> None:
         env = self._sim_env.env
-        # The robot and its controller go back to rest first, so nothing from the last episode
-        # (controller goals, gripper state) survives; the init state then sets every joint.
+        # Simulator data (solver warm start, actuator state), the robot and its controller go
+        # back to rest first, so nothing of the last episode survives and the same init state
+        # replays the same episode; the init state then sets every joint.
+        self._sim_env.sim.reset()
         env.robots[0].reset(deterministic=True)
+        gripper = env.robots[0].gripper
+        gripper.current_action = np.zeros(gripper.dof)   # the Panda gripper integrates its commands
         env.timestep = 0
         env.cur_time = 0
         env.done = False

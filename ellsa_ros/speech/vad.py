@@ -116,13 +116,13 @@ class EnergyOnset:
         self.floor_db = max(self.floor_db, self.recent_db - 3.0)
 
     def push(self, frame: np.ndarray) -> bool:
-        """Called per incoming frame; True when two 10 ms pieces in a row rose over the floor."""
+        """Called per incoming frame; True when three 10 ms pieces in a row rose over the floor."""
         rose = False
         for piece in self._pieces.push(frame):
             level = 10.0 * np.log10(float(np.var(piece)) + 1e-12)      # variance: a DC offset is no sound
             up = level >= self.floor_db + self.rise_db and level >= self.min_dbfs
             self._run = self._run + 1 if up else 0
-            rose = rose or self._run >= 2
+            rose = rose or self._run >= 3
             rate = 0.1 if level < self.floor_db else 0.02
             # below min_dbfs - rise_db nothing can trigger, so the floor need not go lower
             self.floor_db = max(self.floor_db + rate * (level - self.floor_db), self.min_dbfs - self.rise_db)
@@ -211,7 +211,7 @@ class SileroVAD:
                 self._active, self._below = True, 0
 
     def _pregate_voiced(self, window: np.ndarray) -> bool:
-        # webrtcvad takes 10/20/30 ms frames: two 10 ms + one ... -> three 160-sample frames and
-        # the 32-sample rest; any voiced one passes the window to the model.
+        # webrtcvad takes only 10/20/30 ms frames: the window is checked as three 10 ms pieces
+        # (its last 2 ms go unchecked); any voiced piece passes the window to the model.
         pcm = to_int16(window)
         return any(self._pregate.is_speech(pcm[i:i + 160].tobytes(), ENGINE_RATE_HZ) for i in (0, 160, 320))

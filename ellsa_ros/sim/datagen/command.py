@@ -82,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.inspect is not None:
         from ellsa_ros.sim.datagen.inspect import contact_sheet, dataset_counts
 
-        counts = dataset_counts(args.inspect, args.block_s)
         sheet = args.sheet or args.inspect / "contact_sheet.png"
-        counts["contact_sheet"] = str(sheet)
-        counts["contact_sheet_tiles"] = contact_sheet(args.inspect, sheet)
+        try:
+            counts = dataset_counts(args.inspect, args.block_s)
+            counts["contact_sheet"] = str(sheet)
+            counts["contact_sheet_tiles"] = contact_sheet(args.inspect, sheet)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"ellsa datagen: {e}", file=sys.stderr)
+            return 2
         print(json.dumps(counts, indent=1))
         return 0
     if args.out is None:

@@ -219,13 +219,16 @@ class _Episode:
 
 
 def _clear_physics(env) -> None:
-    """Clears the solver's memory of the last episode (warm start, controls, forces): without
-    this the same init state and actions give results that differ by ~1e-3 m depending on
-    what ran before, and a run would not be reproducible across workers."""
+    """Clears what the simulator remembers of the last episode: the solver's warm start,
+    controls and forces, and the gripper's ramped command (robosuite's deterministic reset
+    keeps it). Without this the same init state and actions give results that differ by
+    ~1e-3 m depending on what ran before, and a run would not be reproducible across workers."""
     import mujoco
 
     sim = env._sim_env.sim
     mujoco.mj_resetData(sim.model._model, sim.data._data)
+    gripper = env._sim_env.env.robots[0].gripper
+    gripper.current_action = np.zeros(gripper.dof)
 
 
 def run_episode(env, expert, voices: VoiceBox, cfg: RolloutConfig, shares: PatternShares, seed: int,

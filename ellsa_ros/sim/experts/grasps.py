@@ -59,7 +59,8 @@ def _separation(centre: np.ndarray, yaw: float, half: tuple[float, float], lo: n
 
 def clearance(point: np.ndarray, yaw: float, held: str, boxes: dict) -> float:
     """Smallest gap (m) between the hand and fingers at this grasp and any other object that
-    reaches their height, ignoring objects under the held one (its supports)."""
+    reaches their height. Objects whose footprint holds the held one's centre (what it stands
+    on or in: a drawer's cabinet) are left out: every grasp would overlap their boxes."""
     held_lo, held_hi = (np.asarray(v) for v in boxes[held])
     held_xy = (held_lo[:2] + held_hi[:2]) / 2
     gap = np.inf

@@ -129,7 +129,7 @@ class PickPlaceExpert:
             target = np.array([*self._place_xy(eef, centre, info), z])
             if lo[2] <= target_top + cfg.place_gap_m + 0.01 or self._timed_out():
                 self._enter(Phase.RELEASE)
-            return self._toward(eef, axis_angle, target, CLOSE, max_speed=0.6)
+            return self._toward(eef, axis_angle, target, CLOSE)
         if self.phase is Phase.RELEASE:
             if self._phase_steps >= cfg.release_steps:
                 self._hold = eef + [0, 0, cfg.hover_m]
@@ -175,9 +175,20 @@ class PickPlaceExpert:
         self._object_lo_z = float(np.asarray(info["object_boxes"][self._object][0])[2])
 
     def _carry_z(self, eef: np.ndarray, lo: np.ndarray, info: dict) -> float:
-        """Gripper height (m) at which the held object's bottom clears every small object."""
-        tallest = max(float(np.asarray(h)[2]) for name, (low, h) in info["object_boxes"].items()
-                      if name != self._object and np.all((np.asarray(h) - np.asarray(low))[:2] < 0.2))
+        """Gripper height (m) at which the held object's bottom clears everything on its way
+        from where it was grasped to above the target."""
+        boxes = info["object_boxes"]
+        start = self._grasp_point[:2]
+        t_lo, t_hi = (np.asarray(v) for v in boxes[self._target])
+        path = start + np.linspace(0.0, 1.0, 12)[:, None] * ((t_lo[:2] + t_hi[:2]) / 2 - start)   # (12, 2)
+        tallest = float(t_hi[2])
+        for name, (low, high) in boxes.items():
+            low, high = np.asarray(low), np.asarray(high)
+            if name == self._object or np.any(high[:2] - low[:2] > 0.25):   # fixtures the arm works above
+                continue
+            near = np.all((path >= low[:2] - 0.06) & (path <= high[:2] + 0.06), axis=1)
+            if near.any():
+                tallest = max(tallest, float(high[2]))
         below_gripper = self._grasp_point[2] - self._object_lo_z     # gripper to object bottom
         return max(tallest + self.config.clearance_m + below_gripper, self._grasp_point[2] + self.config.hover_m)
 
