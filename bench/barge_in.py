@@ -128,6 +128,7 @@ def pct(xs: list[float], q: float) -> float | None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=20, help="trials of each kind (barge-in, stop word, backchannel)")
+    parser.add_argument("--kinds", default="barge,stop,backchannel", help="which kinds of trial to run")
     parser.add_argument("--vad", default="silero", help="VAD backend of ellsa_ros.speech")
     parser.add_argument("--tts", default="hibari", help="TTS backend for the robot's voice")
     parser.add_argument("--backchannel-s", type=float, default=EngineConfig.backchannel_s,
@@ -150,6 +151,7 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         kinds = [("barge", BARGE), ("stop", STOPS), ("backchannel", BACKCHANNELS)]
+        kinds = [(k, t) for k, t in kinds if k in args.kinds.split(",")]
         for kind, texts in kinds:
             for i in range(args.trials):
                 wav, _ = synthesize(texts[i % len(texts)], folder, i)
@@ -178,7 +180,7 @@ def measure(args: argparse.Namespace) -> dict:
                     false_cuts += c is not None
                 print(f"[bench barge-in] {kind} {i + 1}/{args.trials}", file=sys.stderr)
     return {
-        "trials": args.trials * 3,
+        "trials": args.trials * len(kinds),
         "duck_ms_p50": pct(duck, 50), "duck_ms_p95": pct(duck, 95),
         "cut_ms_p50": pct(cut, 50), "cut_ms_p95": pct(cut, 95),
         "halt_ms_p50": pct(halt, 50), "halt_ms_p95": pct(halt, 95),

@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "run a benchmark; prints one JSON object as its last line"),
     "datagen": ("ellsa_ros.sim.datagen.command", "make duplex training data from scripted LIBERO demonstrations"),
+    "train": ("ellsa_ros.train.command", "train the model on `ellsa datagen` datasets (checkpoints, resumable)"),
     "export": ("ellsa_ros.model.onnx_export", "export a model checkpoint to ONNX graphs for onnxruntime"),
     "sim": ("ellsa_ros.sim.episode", "one LIBERO episode: spoken instruction, live transcript, video and rosbag"),
     "eval": ("ellsa_ros.sim.evaluate", "evaluate a policy on LIBERO suites, scenarios or instruction lists"),

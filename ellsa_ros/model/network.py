@@ -29,12 +29,11 @@ class EllsaNet(nn.Module):
         self.queries = nn.Parameter(torch.randn(c.chunk, c.d_model) * 0.02)  # continuous head's action slots
 
     def step(self, ids: torch.Tensor, features: torch.Tensor, experts: torch.Tensor, positions: torch.Tensor,
-             mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, only: int | None = None,
+             mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One streaming call (shapes as SAMoE.forward) -> next-token logits of the last token
-        (B, vocab), chunk-head outputs of every token (B, T, dof), new keys, new values.
-        `only`: every token is this expert's (decode steps), which skips routing altogether."""
-        hidden, k, v = self.core(ids, features, experts, positions, mask, past_k, past_v, only)
+        (B, vocab), chunk-head outputs of every token (B, T, dof), new keys, new values."""
+        hidden, k, v = self.core(ids, features, experts, positions, mask, past_k, past_v)
         return self.core.logits(hidden[:, -1]), torch.tanh(self.core.chunk_head(hidden)), k, v
 
     def encode_observation(self, images: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,8 +2,6 @@
 
 Graphs, with the KV cache as explicit inputs and outputs of the block step:
   step.onnx         ids, features, experts, positions, mask, past_k, past_v -> logits, chunk, new_k, new_v
-  step_expert{e}.onnx  the same step for calls whose tokens are all expert e's (decode steps): no
-                    routing nodes, about half the graph; same inputs and outputs
   observation.onnx  images (1, n_cam, S, S, 3) float, state (1, state_dim) -> image tokens, state token
   audio.onnx        mel (1, 2 + F, n_mels) -> speech embeddings
 plus the checkpoint's config.json and the continuous head's action slots (queries.npy).
@@ -25,7 +23,6 @@ from .network import EllsaNet
 
 OPSET = 18
 STEP, OBSERVATION, AUDIO, QUERIES = "step.onnx", "observation.onnx", "audio.onnx", "queries.npy"
-STEP_EXPERT = "step_expert{}.onnx"
 STEP_INPUTS = ["ids", "features", "experts", "positions", "mask", "past_k", "past_v"]
 STEP_OUTPUTS = ["logits", "chunk", "new_k", "new_v"]
 STEP_AXES = {"ids": {1: "T"}, "features": {1: "T"}, "experts": {1: "T"}, "positions": {1: "T"},
@@ -43,12 +40,12 @@ class _Observation(nn.Module):
 
 
 class _Step(nn.Module):
-    def __init__(self, net: EllsaNet, only: int | None = None) -> None:
+    def __init__(self, net: EllsaNet) -> None:
         super().__init__()
-        self.net, self.only = net, only
+        self.net = net
 
     def forward(self, ids, features, experts, positions, mask, past_k, past_v):
-        return self.net.step(ids, features, experts, positions, mask, past_k, past_v, self.only)
+        return self.net.step(ids, features, experts, positions, mask, past_k, past_v)
 
 
 def export(net: EllsaNet, out: str | Path) -> Path:
@@ -64,10 +61,8 @@ def export(net: EllsaNet, out: str | Path) -> Path:
                  torch.zeros(L, 1, Hkv, S, hd), torch.zeros(L, 1, Hkv, S, hd))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes are expected here
-        graphs = [(None, STEP)] + ([(e, STEP_EXPERT.format(e)) for e in range(c.n_experts)] if c.n_experts > 1 else [])
-        for only, name in graphs:
-            torch.onnx.export(_Step(net, only), step_args, str(out / name), dynamo=False, opset_version=OPSET,
-                              input_names=STEP_INPUTS, output_names=STEP_OUTPUTS, dynamic_axes=STEP_AXES)
+        torch.onnx.export(_Step(net), step_args, str(out / STEP), dynamo=False, opset_version=OPSET,
+                          input_names=STEP_INPUTS, output_names=STEP_OUTPUTS, dynamic_axes=STEP_AXES)
         images = torch.zeros(1, len(c.cameras), c.image_size, c.image_size, 3)
         torch.onnx.export(_Observation(net), (images, torch.zeros(1, c.state_dim)), str(out / OBSERVATION),
                           dynamo=False, opset_version=OPSET, input_names=["images", "state"],

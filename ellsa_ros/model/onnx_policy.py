@@ -12,7 +12,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import ModelConfig
-from .onnx_export import AUDIO, OBSERVATION, QUERIES, STEP, STEP_EXPERT
+from .onnx_export import AUDIO, OBSERVATION, QUERIES, STEP
 from .policy import ModelPolicy
 from .tokenizers_for import tokenizers_for
 
@@ -44,10 +44,7 @@ class OnnxBackend:
             opts.intra_op_num_threads = threads
         self.providers = providers()
         self._step = ort.InferenceSession(str(folder / STEP), opts, providers=self.providers)
-        # calls whose tokens are all one expert's (most decode steps) run that expert's smaller graph
-        self._expert_steps = {e: ort.InferenceSession(str(folder / STEP_EXPERT.format(e)), opts,
-                                                      providers=self.providers)
-                              for e in range(config.n_experts) if (folder / STEP_EXPERT.format(e)).is_file()}
+        self._inputs = [i.name for i in self._step.get_inputs()]
         self._obs = ort.InferenceSession(str(folder / OBSERVATION), opts, providers=self.providers)
         self._audio = ort.InferenceSession(str(folder / AUDIO), opts, providers=self.providers)
         self.config = config
@@ -62,13 +59,11 @@ class OnnxBackend:
         return self._audio.run(None, {"mel": mel[None].astype(np.float32)})[0][0]
 
     def step(self, ids, features, experts, positions, mask, past_k, past_v):
-        session = self._step
-        if len(experts) and (experts == experts[0]).all():
-            session = self._expert_steps.get(int(experts[0]), self._step)
-        logits, chunk, k, v = session.run(None, {
-            "ids": ids[None], "features": features[None].astype(np.float32), "experts": experts[None],
-            "positions": positions[None], "mask": mask[None], "past_k": np.ascontiguousarray(past_k),
-            "past_v": np.ascontiguousarray(past_v)})
+        feeds = {"ids": ids[None], "features": features[None].astype(np.float32), "experts": experts[None],
+                 "positions": positions[None], "mask": mask[None], "past_k": np.ascontiguousarray(past_k),
+                 "past_v": np.ascontiguousarray(past_v)}
+        # the exporter drops inputs a graph does not use (`experts` with a single expert)
+        logits, chunk, k, v = self._step.run(None, {n: feeds[n] for n in self._inputs})
         return logits[0], chunk[0], k[:, 0], v[:, 0]
 
 

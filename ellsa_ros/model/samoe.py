@@ -95,10 +95,9 @@ class Expert(nn.Module):
 class Routes:
     """Which flat token indices each expert owns; computed once per forward, used by every layer."""
 
-    def __init__(self, experts: torch.Tensor, n_experts: int, only: int | None = None) -> None:
-        """`only`: the caller guarantees every token is this expert's (a graph exported for decode steps)."""
+    def __init__(self, experts: torch.Tensor, n_experts: int) -> None:
         flat = experts.reshape(-1)
-        self.only: int | None = 0 if n_experts == 1 else only
+        self.only: int | None = 0 if n_experts == 1 else None
         if self.only is None and not _exporting():
             present = torch.unique(flat).tolist()
             if len(present) == 1:  # a decode step: one expert's tokens only, no gathering
@@ -168,7 +167,7 @@ class SAMoE(nn.Module):
         return torch.zeros(shape), torch.zeros(shape)
 
     def forward(self, ids: torch.Tensor, features: torch.Tensor, experts: torch.Tensor, positions: torch.Tensor,
-                mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, only: int | None = None,
+                mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Runs T new tokens against S cached ones.
 
@@ -176,9 +175,9 @@ class SAMoE(nn.Module):
         image/state/speech/action-query slots, zero elsewhere); experts (B, T) int64; positions
         (B, T) int64 absolute stream positions; mask (B, T, S+T) bool; past_k/past_v
         (L, B, Hkv, S, hd). Returns hidden (B, T, D) after the final norm, and new keys and
-        values (L, B, Hkv, T, hd) to append to the cache. `only`: all tokens are this expert's.
+        values (L, B, Hkv, T, hd) to append to the cache.
         """
-        routes = Routes(experts, self.c.n_experts, only)
+        routes = Routes(experts, self.c.n_experts)
         cos, sin = rotary(positions, self.c.head_dim, self.c.rope_theta)
         x = self.embed(ids) + features
         if not _exporting():  # one additive bias for all layers instead of a bool->float conversion in each

@@ -31,6 +31,9 @@ class ReflexConfig:
     # "stop!" and "wait, ..." halt at once, while "wait" heard inside "...on the plate" does not.
     # Later stop words still reach the model as text, which decides in its next block.
     stop_window_s: float = 1.2
+    # "Still talking" also needs the frame within this many dB of the utterance's loudest frame:
+    # a model VAD's probability decays over a window or two after the last word, the level at once.
+    sustain_db: float = 20.0
 
     def __post_init__(self) -> None:
         if self.stop_window_s <= 0:
@@ -69,6 +72,7 @@ class Reflex:
         self.speaking = False
         self._speech_s = 0.0
         self._since_onset_s = np.inf   # audio time since the onset of the current or last utterance
+        self._peak_db = -np.inf        # loudest frame of the current utterance, dBFS
         self._ducked = False
         self._cut = False
         self._preroll: deque[np.ndarray] = deque()
@@ -88,6 +92,7 @@ class Reflex:
         if voiced and not self.speaking:
             self.speaking, self._speech_s, self._cut = True, 0.0, False
             self._since_onset_s = dt
+            self._peak_db = -np.inf
             out.speech_started = True
             self._utterance, self._utterance_n = list(self._preroll), self._preroll_n
             if robot_speaking:
@@ -98,7 +103,9 @@ class Reflex:
             self._utterance_n += len(frame)
             # Cut only if the user is still making sound a backchannel length after onset: the
             # VAD's hangover after a short "mm-hmm" must not count as talking on.
-            still_voiced = bool(getattr(self.vad, "voiced", True))
+            level_db = 10.0 * np.log10(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-12)
+            self._peak_db = max(self._peak_db, level_db)
+            still_voiced = bool(getattr(self.vad, "voiced", True)) and level_db > self._peak_db - c.sustain_db
             if (self._ducked or robot_speaking) and not self._cut and still_voiced \
                     and self._speech_s >= c.backchannel_s - 1e-9:
                 if robot_speaking:

@@ -15,9 +15,12 @@ import multiprocessing as mp
 import os
 import queue
 import sys
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from ellsa_ros.sim.datagen.patterns import PatternShares
 from ellsa_ros.sim.datagen.rollout import RolloutConfig, run_episode
@@ -117,6 +120,10 @@ def _env_for(config: DatagenConfig, suite: str, task_id: int):
         return _ENV
     if _ENV is not None:
         _ENV.close()
+    # robosuite places a scene's fixed furniture with the global numpy generator when the
+    # simulator is built (init states set only the movable objects): seed it, or every process
+    # renders a slightly different room
+    np.random.seed(zlib.crc32(f"{config.seed}/{suite}/{task_id}".encode()))
     _ENV = LiberoEnv(LiberoEnvConfig(suite=suite, task_id=task_id, image_size=config.image_size,
                                      render_quality=config.render_quality))
     return _ENV

@@ -1,0 +1,1 @@
+"""Training: datasets of the data engine -> teacher-forced sequences -> model checkpoints."""

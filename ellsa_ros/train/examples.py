@@ -1,0 +1,61 @@
+"""(Block, Decision) pairs from the data engine -> the model's teacher-forced training sequences.
+
+The inputs go through the same preparation as at inference (`model.inputs`: image resizing,
+state and audio checks), and the targets say what the policy should have answered: words to
+speak (or <silence>), the control tokens, and the action chunk (or <noop>).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ellsa_ros.model.config import ModelConfig
+from ellsa_ros.model.encoders import AudioStream
+from ellsa_ros.model.fast import FastTokenizer
+from ellsa_ros.model.inputs import camera_images, microphone, proprioception, truncated
+from ellsa_ros.model.text_tokenizer import TextTokenizer
+from ellsa_ros.model.training_batch import BlockExample, EpisodeLayout, episode_segment
+from ellsa_ros.runtime.blocks import Block
+from ellsa_ros.runtime.policy import Decision
+
+
+def controls_of(target: Decision) -> tuple[str, ...]:
+    out = []
+    if target.reject is not None:
+        out.append("<reject>")
+    if target.cancel:
+        out.append("<cancel>")
+    if target.done:
+        out.append("<done>")
+    return tuple(out)
+
+
+def block_example(c: ModelConfig, text: TextTokenizer, block: Block, target: Decision,
+                  audio: AudioStream | None = None) -> BlockExample:
+    """One block as the model sees it at run time, with what it should have answered."""
+    images, present = camera_images(c, block)
+    say = target.say or (target.reject or "")
+    actions = None
+    if target.actions is not None and target.reject is None:
+        actions = np.asarray(target.actions, np.float32)
+        if actions.shape != (c.chunk, c.dof):
+            raise ValueError(f"block {block.index}: target chunk {actions.shape}, the model emits ({c.chunk}, {c.dof})")
+    if c.speech_input == "text":
+        heard_ids, mel = truncated(text.encode(block.heard), c.max_heard_tokens, "heard text"), None
+    else:
+        heard_ids, mel = None, audio.push(microphone(c, block))
+    return BlockExample(
+        heard_ids=heard_ids, mel=mel,
+        images=images.astype(np.uint8) if all(present) else None,
+        state=proprioception(c, block),
+        controls=controls_of(target),
+        text_ids=truncated(text.encode(say), c.max_text_tokens, "target text") if say else [],
+        actions=actions,
+    )
+
+
+def episode_layout(c: ModelConfig, text: TextTokenizer, fast: FastTokenizer | None,
+                   pairs: list[tuple[Block, Decision]]) -> EpisodeLayout:
+    """A whole sequence of blocks, laid out after the prompt exactly as streaming lays it out."""
+    audio = AudioStream(c) if c.speech_input == "audio" else None
+    blocks = [block_example(c, text, b, d, audio) for b, d in pairs]
+    return episode_segment(c, text.encode(c.prompt), blocks, fast)

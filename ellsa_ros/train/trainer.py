@@ -1,0 +1,162 @@
+"""The training loop: teacher-forced SA-MoE training on data-engine datasets, on CPU or GPU.
+
+Checkpoints every `save_every` steps (a model folder that `load_policy` reads, plus the
+optimizer state), and resumes from them, so a long run survives being stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ellsa_ros.model import checkpoint
+from ellsa_ros.model.config import ModelConfig, sized
+from ellsa_ros.model.network import EllsaNet
+from ellsa_ros.model.tokenizers_for import tokenizers_for
+from ellsa_ros.model.training_batch import EpisodeLayout, collate
+from ellsa_ros.sim.datagen.reader import BlockFormat, DatasetReader
+
+from .examples import episode_layout
+
+STATE_FILE = "train_state.pt"
+MODEL_DIR = "model"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    size: str = "small"
+    action_head: str = "continuous"
+    speech_input: str = "text"
+    block_s: float = 0.5              # with 10-action chunks at 20 Hz, each chunk covers its block
+    steps: int = 1500
+    batch: int = 4                    # sequences per step
+    max_blocks: int = 16              # longer episodes are cut into windows of this many blocks
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    save_every: int = 100
+    seed: int = 0
+    threads: int = 0                  # torch CPU threads; 0 keeps torch's default
+    device: str = "cpu"
+    model_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("data: name at least one dataset directory")
+        for d in self.data:
+            if not (Path(d) / "manifest.json").is_file():
+                raise FileNotFoundError(f"data: {d} is not a dataset (no manifest.json); make one with `ellsa datagen`")
+        if self.steps < 1 or self.batch < 1 or self.max_blocks < 1 or self.save_every < 1:
+            raise ValueError("steps, batch, max_blocks and save_every must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def model_config(self) -> ModelConfig:
+        return sized(self.size, action_head=self.action_head, speech_input=self.speech_input, **self.model_overrides)
+
+
+def load_sequences(cfg: TrainConfig, c: ModelConfig) -> list[EpisodeLayout]:
+    """Every episode of every dataset, cut into blocks of `block_s` and laid out as sequences."""
+    text, fast = tokenizers_for(c)
+    fmt = BlockFormat.for_model(c, cfg.block_s)
+    out: list[EpisodeLayout] = []
+    for root in cfg.data:
+        for pairs in DatasetReader(root).sequences(fmt):
+            for i in range(0, len(pairs), cfg.max_blocks):
+                window = pairs[i:i + cfg.max_blocks]
+                if window:
+                    out.append(episode_layout(c, text, fast, window))
+    if not out:
+        raise ValueError(f"no episodes in {cfg.data}")
+    return out
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(cfg: TrainConfig, log=None) -> Path:
+    """Runs (or resumes) training; returns the final checkpoint folder. Progress goes to `log`
+    (stderr by default)."""
+    log = log or sys.stderr
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    c = cfg.model_config()
+    torch.manual_seed(cfg.seed)
+    net = EllsaNet(c).to(cfg.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=cfg.device, weights_only=False)
+        if state["model_config"] != json.loads(c.to_json()):
+            raise ValueError(f"{state_path} was made with another model config; use a fresh --out")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        print(f"[train] resuming at step {step}", file=log)
+    t0 = time.monotonic()
+    sequences = load_sequences(cfg, c)
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f"[train] {len(sequences)} sequences from {cfg.data} ({time.monotonic() - t0:.0f} s to read); "
+          f"{c.size} model, {n_params / 1e6:.2f} M parameters", file=log)
+    rng = np.random.default_rng(cfg.seed + step)
+    net.train()
+    history: list[dict] = []
+    t_last = time.monotonic()
+    while step < cfg.steps:
+        picks = rng.choice(len(sequences), size=min(cfg.batch, len(sequences)), replace=False)
+        batch = collate(c, [sequences[i] for i in picks])
+        batch = type(batch)(**{k: (v.to(cfg.device) if torch.is_tensor(v) else
+                                   [x.to(cfg.device) for x in v] if isinstance(v, list) else v)
+                               for k, v in vars(batch).items()})
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        losses = net.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        history.append({k: float(v.detach()) for k, v in losses.items()})
+        if step % 10 == 0 or step == cfg.steps:
+            mean = {k: np.mean([h[k] for h in history[-10:]]) for k in history[-1]}
+            rate = 10 / max(1e-6, time.monotonic() - t_last)
+            t_last = time.monotonic()
+            print(f"[train] step {step}/{cfg.steps} loss {mean['loss']:.4f} text {mean['text']:.4f} "
+                  f"action {mean['action']:.4f} lr {lr_at(cfg, step - 1):.2e} ({rate:.2f} steps/s)",
+                  file=log, flush=True)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save(net, opt, step, cfg, c, out, history)
+    return out / MODEL_DIR
+
+
+def save(net: EllsaNet, opt, step: int, cfg: TrainConfig, c: ModelConfig, out: Path, history: list[dict]) -> None:
+    # Write next to the old files, then rename: a run stopped mid-save keeps the last good state.
+    checkpoint.save(net.cpu() if cfg.device != "cpu" else net, out / (MODEL_DIR + ".tmp"))
+    if cfg.device != "cpu":
+        net.to(cfg.device)
+    tmp_model, final_model = out / (MODEL_DIR + ".tmp"), out / MODEL_DIR
+    if final_model.exists():
+        for f in final_model.iterdir():
+            f.unlink()
+        final_model.rmdir()
+    tmp_model.rename(final_model)
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "model_config": json.loads(c.to_json())}, out / (STATE_FILE + ".tmp"))
+    (out / (STATE_FILE + ".tmp")).rename(out / STATE_FILE)
+    meta = {"train_config": asdict(cfg), "step": step, "last_losses": history[-10:]}
+    (out / "train.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
