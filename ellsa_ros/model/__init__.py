@@ -10,9 +10,13 @@ ASSETS = Path(__file__).parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "default"
 
 
-def load_policy(path: str | Path | None = None, backend: str = "torch"):
+def load_policy(path: str | Path | None = None, backend: str = "torch", threads: int | None = 1):
     """A runtime Policy running the model at `path` (a checkpoint folder, or for backend "onnx"
-    a folder written by `ellsa export`); None is the embedded default checkpoint."""
+    a folder written by `ellsa export`); None is the embedded default checkpoint.
+
+    `threads`: torch intra-op threads for the process (None leaves torch's choice). One is the
+    default: on a 2-core robot computer two torch threads fight the control loop and each
+    other, and a block step was measured several times slower."""
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if path is None:
@@ -30,4 +34,4 @@ def load_policy(path: str | Path | None = None, backend: str = "torch"):
     from .torch_backend import TorchBackend
 
     net = checkpoint.load(path)
-    return ModelPolicy(TorchBackend(net), *tokenizers_for(net.c))
+    return ModelPolicy(TorchBackend(net, threads=threads), *tokenizers_for(net.c))

@@ -265,7 +265,6 @@ class DuplexEngine:
             if slot.latest is not None:
                 images[name], stamps[name] = slot.latest.value, slot.latest.stamp
         st = self.state.latest
-        said = self.speech.take_spoken_text()
         block = Block(
             index=self._block_index, t_start=t0, t_end=t1,
             audio=self.audio.read(t0, t1), sample_rate=c.sample_rate,
@@ -273,7 +272,7 @@ class DuplexEngine:
             state=None if st is None else st.value, state_stamp=None if st is None else st.stamp,
             utterances=self._utterances, heard=" ".join(self._heard),
             user_speaking=self.reflex.speaking, interrupted=self._interrupted,
-            keywords=tuple(self._keywords), said=" ".join(self._said + ([said] if said else [])),
+            keywords=tuple(self._keywords), said=" ".join(self._said),
             robot_speaking=self.speech.speaking, acting=len(self.queue) > 0,
             stale=tuple(sorted(self._stale)),
         )
