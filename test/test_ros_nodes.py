@@ -55,8 +55,11 @@ def test_policy_node_drives_a_joint_arm_with_trajectories(tmp_path):
             assert interrupt(node) == 0
     last = got[-1]
     assert last.joint_names == ["shoulder", "elbow", "wrist"] and last.header.frame_id == "base"
-    assert len(last.points) == 1 and last.points[0].time_from_start.sec == 0
+    assert len(last.points) >= 1 and last.points[0].time_from_start.sec == 0
     assert last.points[0].time_from_start.nanosec == 0
+    # Look-ahead points follow at the control period (10 Hz here).
+    steps = [p.time_from_start.sec * 1e9 + p.time_from_start.nanosec for p in last.points]
+    assert np.allclose(np.diff(steps), 1e8)
     # Joint targets approach the policy's [0.1, -0.2, 0.3] by at most max_step per tick.
     positions = np.array([t.points[0].positions for t in got])
     assert np.all(np.abs(np.diff(positions, axis=0)) <= 0.05 + 1e-9)

@@ -48,6 +48,7 @@ class ModelConfig:
     # outputs
     action_head: str = "fast"        # "fast": FAST tokens; "continuous": parallel chunk head (L1)
     chunk: int = 10                  # actions per chunk, at the control rate
+    block_s: float = 1.0             # the block length the model was trained at (s)
     dof: int = 7
     fast_scale: float = 10.0         # DCT coefficients are multiplied by this, then rounded
     max_text_tokens: int = 12        # text decoded per block (speech at ~3 words/s fits in 1 s)
@@ -85,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"action_head must be 'fast' or 'continuous', got {self.action_head!r}")
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
+        if not 0.16 <= self.block_s <= 2.0:
+            raise ValueError(f"block_s={self.block_s} must be within 0.16-2.0 s")
         if self.history_tokens < 0 or self.fast_scale <= 0:
             raise ValueError("history_tokens must be >= 0 and fast_scale > 0")
 

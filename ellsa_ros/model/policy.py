@@ -75,6 +75,11 @@ class ModelPolicy:
         self._action_ids = ids >= self.vocab.action_base
         self.reset()
 
+    @property
+    def block_s(self) -> float:
+        """The block length the model was trained at: front ends run the engine at it."""
+        return self.config.block_s
+
     def reset(self) -> None:
         """Called before an episode: forget the cache, the audio context and what was said."""
         self.cache.reset()

@@ -65,7 +65,8 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--policy-class", metavar="MODULE:NAME", help="a Policy class or factory to run instead")
     parser.add_argument("--latency-s", type=float, default=0.0,
                         help="simulated inference time per block when the policy declares none (s)")
-    parser.add_argument("--block-s", type=float, default=1.0, help="block length (s)")
+    parser.add_argument("--block-s", type=float, default=None,
+                        help="block length (s); default: the one the policy was trained at, else 1.0")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size (px)")
     parser.add_argument("--user-voice", default="hibari", help="TTS that speaks the user's lines")
     parser.add_argument("--robot-voice", default="espeak", help="TTS of the robot")

@@ -9,7 +9,7 @@ microphone, the robot's own TTS, VAD, stop-word spotting and ASR from `ellsa_ros
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ellsa_ros.runtime.actions import ActionLimits
 from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
@@ -41,7 +41,7 @@ class RobotSpec:
     asr: bool = True
     keywords: bool = True
     latency_s: float = 0.0
-    block_s: float = 1.0
+    block_s: float | None = None       # None: the policy's own `block_s`, else 1.0
     frame_ms: float = 32.0
     image_size: int = 128
 
@@ -50,7 +50,7 @@ class RobotSpec:
             raise ValueError("give either a policy checkpoint/endpoint or a policy class, not both")
         if self.latency_s < 0:
             raise ValueError(f"latency_s={self.latency_s} must be >= 0")
-        EngineConfig(frame_ms=self.frame_ms, block_s=self.block_s)   # validates both
+        EngineConfig(frame_ms=self.frame_ms, block_s=self.block_s or 1.0)   # validates both
 
     @property
     def policy_name(self) -> str:
@@ -85,6 +85,8 @@ class SimRobot:
     def __init__(self, spec: RobotSpec) -> None:
         self.spec = spec
         self.policy = load_policy(spec)     # first: a policy that cannot load is the error to report
+        if spec.block_s is None:   # run the engine at the block length the policy was trained at
+            self.spec = spec = replace(spec, block_s=float(getattr(self.policy, "block_s", 1.0)))
         speech = _speech_stack()
         self.user_tts = speech.make_tts(name=spec.user_voice)
         self.robot_tts = speech.make_tts(name=spec.robot_voice)
@@ -97,6 +99,8 @@ class SimRobot:
                    keywords: KeywordSpotter | None = None, transcriber: Transcriber | None = None) -> SimRobot:
         """A robot from parts built elsewhere (another speech stack, a policy object at hand)."""
         robot = cls.__new__(cls)
+        if spec.block_s is None:
+            spec = replace(spec, block_s=float(getattr(policy, "block_s", 1.0)))
         robot.spec, robot.policy, robot.user_tts, robot.robot_tts = spec, policy, user_tts, robot_tts
         robot.vad, robot.keywords = vad, keywords
         robot.stepped = ListeningPolicy(policy, transcriber) if transcriber is not None else policy

@@ -37,6 +37,11 @@ def block_example(c: ModelConfig, text: TextTokenizer, block: Block, target: Dec
     actions = None
     if target.actions is not None and target.reject is None:
         actions = np.asarray(target.actions, np.float32)
+        if 0 < len(actions) < c.chunk and actions.shape[1:] == (c.dof,):
+            # The recording ended inside this chunk: the rest is a hold (no motion, gripper kept).
+            hold = np.zeros((c.chunk - len(actions), c.dof), np.float32)
+            hold[:, -1] = actions[-1, -1]
+            actions = np.concatenate([actions, hold])
         if actions.shape != (c.chunk, c.dof):
             raise ValueError(f"block {block.index}: target chunk {actions.shape}, the model emits ({c.chunk}, {c.dof})")
     if c.speech_input == "text":

@@ -60,7 +60,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
     def model_config(self) -> ModelConfig:
-        return sized(self.size, action_head=self.action_head, speech_input=self.speech_input, **self.model_overrides)
+        return sized(self.size, action_head=self.action_head, speech_input=self.speech_input, block_s=self.block_s,
+                     **self.model_overrides)
 
 
 def load_sequences(cfg: TrainConfig, c: ModelConfig) -> list[EpisodeLayout]:
