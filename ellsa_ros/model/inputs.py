@@ -79,3 +79,10 @@ def truncated(ids: list[int], limit: int, what: str) -> list[int]:
         log.warning("%s has %d tokens; keeping the first %d", what, len(ids), limit)
         return ids[:limit]
     return ids
+
+
+def heard_text(text: str) -> str:
+    """What the model reads of the user's words: lower case, single spaces, no final full stop.
+    ASR writes "Pick up the bowl." where typed text and the training data say "pick up the bowl"."""
+    t = " ".join(text.lower().split())
+    return t[:-1] if t.endswith(".") else t

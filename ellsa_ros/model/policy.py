@@ -21,7 +21,7 @@ from ellsa_ros.runtime.policy import Decision
 from .config import ModelConfig
 from .encoders import AudioStream
 from .fast import FastTokenizer
-from .inputs import camera_images, microphone, proprioception, truncated
+from .inputs import camera_images, heard_text, microphone, proprioception, truncated
 from .layout import (
     AUDIO,
     CONTROLS,
@@ -122,7 +122,8 @@ class ModelPolicy:
                                                                if state is None else state)
         sources = {IMAGE: img_feat, STATE: state_feat[None]}
         if c.speech_input == "text":
-            heard = self.vocab.text(truncated(self.text.encode(block.heard), c.max_heard_tokens, "heard text"))
+            heard_ids = self.text.encode(heard_text(block.heard))
+            heard = self.vocab.text(truncated(heard_ids, c.max_heard_tokens, "heard text"))
             n_audio = 0
         else:
             heard, mel = None, self.audio.push(audio)

@@ -41,7 +41,7 @@ class EngineConfig:
     committed: int = 1
     blend_ramp: int = 5
     backchannel_s: float = 0.3
-    stop_window_s: float = 1.2
+    stop_window_s: float = 0.8
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     duck_gain: float = 0.25
     reject_template: str = "Sorry, I can't do that: {reason}."

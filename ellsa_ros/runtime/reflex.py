@@ -30,7 +30,7 @@ class ReflexConfig:
     # A stop word counts as a reflex only this soon after the onset of the utterance it is in:
     # "stop!" and "wait, ..." halt at once, while "wait" heard inside "...on the plate" does not.
     # Later stop words still reach the model as text, which decides in its next block.
-    stop_window_s: float = 1.2
+    stop_window_s: float = 0.8
     # "Still talking" also needs the frame within this many dB of the utterance's loudest frame:
     # a model VAD's probability decays over a window or two after the last word, the level at once.
     sustain_db: float = 20.0

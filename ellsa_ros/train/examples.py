@@ -11,7 +11,7 @@ import numpy as np
 from ellsa_ros.model.config import ModelConfig
 from ellsa_ros.model.encoders import AudioStream
 from ellsa_ros.model.fast import FastTokenizer
-from ellsa_ros.model.inputs import camera_images, microphone, proprioception, truncated
+from ellsa_ros.model.inputs import camera_images, heard_text, microphone, proprioception, truncated
 from ellsa_ros.model.text_tokenizer import TextTokenizer
 from ellsa_ros.model.training_batch import BlockExample, EpisodeLayout, episode_segment
 from ellsa_ros.runtime.blocks import Block
@@ -45,7 +45,7 @@ def block_example(c: ModelConfig, text: TextTokenizer, block: Block, target: Dec
         if actions.shape != (c.chunk, c.dof):
             raise ValueError(f"block {block.index}: target chunk {actions.shape}, the model emits ({c.chunk}, {c.dof})")
     if c.speech_input == "text":
-        heard_ids, mel = truncated(text.encode(block.heard), c.max_heard_tokens, "heard text"), None
+        heard_ids, mel = truncated(text.encode(heard_text(block.heard)), c.max_heard_tokens, "heard text"), None
     else:
         heard_ids, mel = None, audio.push(microphone(c, block))
     return BlockExample(
