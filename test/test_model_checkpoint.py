@@ -9,6 +9,7 @@ import torch
 
 import ellsa_ros.model as model
 from ellsa_ros.model import checkpoint
+from ellsa_ros.model.checkpoint import CheckpointError
 from ellsa_ros.model.config import ModelConfig, sized
 from ellsa_ros.model.network import EllsaNet
 from ellsa_ros.runtime.blocks import Block
@@ -85,11 +86,11 @@ def test_unknown_config_field_and_bad_values_are_named():
         ModelConfig(n_experts=1)
 
 
-def test_load_policy_without_an_embedded_default_says_so():
-    if (model.DEFAULT_CHECKPOINT / "config.json").is_file():
-        pytest.skip("a default checkpoint ships")
-    with pytest.raises(FileNotFoundError, match="no embedded default checkpoint"):
-        model.load_policy()
+def test_the_embedded_default_loads_and_a_missing_checkpoint_is_named(tmp_path):
+    policy = model.load_policy()
+    assert policy.block_s == 0.5 and policy.config.size == "small"
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        model.load_policy(tmp_path / "nowhere")
 
 
 def test_tiny_has_fewer_than_5m_parameters():

@@ -216,10 +216,9 @@ def test_stale_joint_states_hold_the_arm(graph):
     since = len(graph.events)
     graph.publish_state = False
     try:
-        wait_for(lambda: {"kind": "stale_input"} in [{"kind": e["kind"]} for e in graph.events[since:]], 20.0,
-                 "a stale_input event")
-        stale = next(e for e in graph.events[since:] if e["kind"] == "stale_input")
-        assert stale["stream"] == "state"
+        # Under load a best-effort camera may go stale too; the state must be among what went stale.
+        wait_for(lambda: any(e["kind"] == "stale_input" and e["stream"] == "state" for e in graph.events[since:]),
+                 20.0, "a stale_input event for the state")
         n = len(graph.actions)
         wait_for(lambda: len(graph.actions) > n + 12, 20.0, "commands while stale")
         later = [m.chunk_array(a)[0] for a in graph.actions[n + 2:]]   # two may have been on the way
