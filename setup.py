@@ -44,7 +44,8 @@ setup(
             "sounddevice==0.5.6", "soundfile==0.14.0",
         ],
         "serve": ["pyzmq==27.3.0", "msgpack==1.2.4"],
-        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "pytest-timeout==2.4.0", "ruff", "ros-domain-coordinator==0.12.0"],
+        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "pytest-timeout==2.4.0", "ruff==0.17.6",
+                "ros-domain-coordinator==0.12.0"],
     },
     entry_points={
         "console_scripts": [

@@ -4,7 +4,9 @@ camera test patterns, a microphone playing a WAV file, the policy node with a re
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import wave
 
 import numpy as np
@@ -90,9 +92,18 @@ class Graph:
 
     def close(self):
         self.probe.close()
-        for p in (self.recorder, self.bringup):
-            if p.poll() is None:
-                interrupt(p)
+        try:
+            for p in (self.recorder, self.bringup):
+                if p.poll() is None:
+                    interrupt(p, timeout_s=60.0)
+        finally:
+            # Nodes run in sessions of their own: if bringup itself had to be killed, they must
+            # not outlive this module and talk on a domain a later test is handed.
+            for pid in [int(x) for x in re.findall(r"pid (\d+)\)", (self.tmp / "bringup.log").read_text())]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +282,7 @@ def test_recorder_bag_reads_back(graph):
 def test_bringup_ctrl_c_stops_every_node(graph):
     pids = [int(p) for p in re.findall(r"pid (\d+)\)", (graph.tmp / "bringup.log").read_text())]
     assert len(pids) == 5
-    assert interrupt(graph.bringup, timeout_s=30.0) == 0
+    assert interrupt(graph.bringup, timeout_s=60.0) == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             import os
