@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"[bringup] {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    # Both installed explicitly: a process started from a background job inherits SIGINT as
+    # ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     bringup = None
     try:
