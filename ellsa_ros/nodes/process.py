@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -33,6 +34,11 @@ def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
         spinner.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # Ctrl-C shuts the context down from rclpy's signal handler; an executor caught
+        # between two waits then reports the invalid context instead of ExternalShutdown.
+        if rclpy.ok():
+            raise
     finally:
         spinner.shutdown()
         node.destroy_node()
