@@ -14,14 +14,7 @@ from ellsa_ros.model.config import ModelConfig, sized
 from ellsa_ros.model.network import EllsaNet
 from ellsa_ros.runtime.blocks import Block
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning worker threads multiply the time."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -3,19 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from ellsa_ros.model import fast, text_tokenizer
 from ellsa_ros.model.config import ACTION_VOCAB_SIZE, TEXT_VOCAB_SIZE, ModelConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning worker threads multiply the time."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
