@@ -175,7 +175,9 @@ def test_console_sends_typed_instruction_and_shows_reply(graph):
     wait_for(lambda: "robot: You said: put the bowl on the plate." in link.state.conversation, 20.0,
              "the robot's answer in the console")
     assert "you (typed): put the bowl on the plate" in link.state.conversation
-    assert link.state.arm in ("acting", "idle")
+    # The arm may hold for a moment when a best-effort state message is late on a loaded
+    # machine; the console must show it moving again once fresh state arrives.
+    wait_for(lambda: link.state.arm in ("acting", "idle"), 20.0, "the console to show the arm acting or idle")
     graph.probe.executor.remove_node(link)
     link.destroy_node()
 
