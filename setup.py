@@ -12,7 +12,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.12",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "bench", "bench.*"]),
-    package_data={PACKAGE: ["model/assets/*", "model/assets/default/*", "speech/assets/*"]},
+    package_data={PACKAGE: ["model/assets/*", "model/assets/default/*", "speech/assets/*", "nodes/fastdds.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

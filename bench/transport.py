@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ellsa_ros.nodes.dds import configure_dds
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time after the warm-up")
-    parser.add_argument("--warmup-s", type=float, default=3.0, help="discovery and start-up time not measured")
+    parser.add_argument("--warmup-s", type=float, default=3.0, help="unmeasured time once the nodes connect")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--fps", type=float, default=30.0)
@@ -58,13 +60,13 @@ def _percentile_ms(values: list[float], q: float) -> float:
 def measure(args: argparse.Namespace) -> dict:
     from domain_coordinator import domain_id
     with domain_id() as domain, tempfile.TemporaryDirectory() as tmp:
-        # Large best-effort images need Fast DDS's large-data transports (measured: ~half lost without).
-        # Every participant, this one included, must share the transports and the discovery range.
-        os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+        # Node processes and this one use the shipped Fast DDS profile (shared-memory segments
+        # large enough for whole 640x480 frames); they share the discovery range too.
+        configure_dds()
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
         wav = Path(tmp) / "indexed.wav"
-        _indexed_wav(wav, args.seconds + args.warmup_s + 10.0)
+        _indexed_wav(wav, args.seconds + args.warmup_s + 70.0)   # outlasts the wait for the graph
         bin_dir = Path(sys.executable).parent
         commands = [
             [bin_dir / "camera_node", "--ros-args", "-r", "image:=agentview/image", "-p", f"width:={args.width}",
@@ -89,7 +91,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def _measure(args: argparse.Namespace, domain: int) -> dict:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import Image
     from std_msgs.msg import Int16MultiArray
@@ -128,12 +130,21 @@ def _measure(args: argparse.Namespace, domain: int) -> dict:
     node.create_subscription(Int16MultiArray, "audio", on_audio, m.SENSOR_QOS)
     node.create_subscription(Int16MultiArray, "speech_played", on_played, m.RELIABLE_QOS)
     speech = node.create_publisher(Int16MultiArray, "speech_audio", m.RELIABLE_QOS)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)   # as the policy node spins
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
-        print(f"[transport] warming up {args.warmup_s} s", file=sys.stderr, flush=True)
+        # Volatile topics deliver only to matched readers: measure once every link is up
+        # (discovery takes seconds on a loaded machine), then after the warm-up.
+        print("[transport] waiting for the graph to connect", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 60.0
+        while not (speech.get_subscription_count() >= 1 and node.count_publishers("speech_played") >= 1
+                   and node.count_publishers("agentview/image") >= 1 and node.count_publishers("audio") >= 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the camera, microphone and speaker nodes did not connect within 60 s")
+            time.sleep(0.1)
+        print(f"[transport] connected; warming up {args.warmup_s} s", file=sys.stderr, flush=True)
         time.sleep(args.warmup_s)
         measuring.set()
         t0 = time.monotonic()

@@ -19,6 +19,8 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from ellsa_ros.nodes.dds import configure_dds
+
 TEST_DIR = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -67,6 +69,7 @@ class Probe:
     """A node in the test process, on its own Context and executor thread."""
 
     def __init__(self, domain: int, name: str = "probe") -> None:
+        configure_dds()
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = Node(name, context=self.context)

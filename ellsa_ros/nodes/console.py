@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from textual.widgets import Footer, Input, Log, Static
 
     from ellsa_ros.nodes.console_link import ConsoleLink
+    from ellsa_ros.nodes.dds import configure_dds
 
     class Console(App):
         CSS = "Log { width: 1fr; border: round $accent; } #status { height: 1; } Input { dock: bottom; }"
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 self.link.state.add("events", f"(microphone: {e})")
             self.refresh_state()
 
+    configure_dds()
     rclpy.init()
     link = ConsoleLink(args.policy_node)
     app = Console(link)

@@ -13,6 +13,7 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from ellsa_ros.nodes.dds import configure_dds
 from ellsa_ros.nodes.params import ParamError
 
 EXIT_BAD_PARAMS = 2
@@ -21,6 +22,7 @@ EXIT_BAD_PARAMS = 2
 def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
              executor: Callable[[], Executor] = SingleThreadedExecutor) -> int:
     """Builds the node with `make()` and spins it on `executor()` until shutdown."""
+    configure_dds()
     rclpy.init(args=args)
     try:
         node = make()

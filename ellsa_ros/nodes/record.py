@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from ellsa_ros.nodes.dds import configure_dds
     from ellsa_ros.nodes.params import ParamError
     from ellsa_ros.nodes.recorder_node import RecorderNode
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         ros_args += ["-p", f"output:={args.output}"]
     if args.topics:
         ros_args += ["-p", "topics:=[" + ",".join(f"'{t}'" for t in args.topics) + "]"]
+    configure_dds()
     rclpy.init(args=ros_args)
     try:
         node = RecorderNode()
