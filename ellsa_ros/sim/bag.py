@@ -12,6 +12,7 @@ simulation time in nanoseconds from the start of the episode. Topics:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,11 @@ def write_bag(path: str | Path, result: EpisodeResult, sample_rate: int = 16000)
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String
+    with warnings.catch_warnings():
+        # Message classes import this on first use; it imports lark, which imports sre_parse
+        # (deprecated since Python 3.11): a warning about other code amid the episode's log.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="lark")
+        import rosidl_generator_py  # noqa: F401
 
     path = Path(path)
     if path.exists():
