@@ -65,6 +65,23 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def messages_from(executable: str, *ros_args: str, msg_type: type, topic: str, qos, count: int, log: Path,
+                  what: str) -> list:
+    """Runs one node on a domain of its own until a probe has `count` messages from `topic`,
+    then Ctrl-C, which the node must survive with exit code 0. Returns the messages."""
+    from domain_coordinator import domain_id
+    with domain_id() as domain:
+        node = spawn(executable, *ros_args, domain=domain, log=log)
+        probe = Probe(domain)
+        try:
+            got = probe.collect(msg_type, topic, qos)
+            wait_for(lambda: len(got) >= count, 30.0, what)
+        finally:
+            probe.close()
+            assert interrupt(node) == 0
+    return got
+
+
 class Probe:
     """A node in the test process, on its own Context and executor thread."""
 

@@ -8,8 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
-from domain_coordinator import domain_id
-from ros_graph import Probe, interrupt, spawn, wait_for
+from ros_graph import messages_from
 from sensor_msgs.msg import Image
 
 from ellsa_ros.nodes import messages as m
@@ -51,16 +50,9 @@ def test_fast_dds_loads_the_profile_without_complaint():
 
 
 def test_camera_node_delivers_whole_vga_frames(tmp_path):
-    with domain_id() as domain:
-        node = spawn("camera_node", "-p", "source:=test_pattern", "-p", "width:=640", "-p", "height:=480",
-                     "-p", "fps:=15.0", domain=domain, log=tmp_path / "camera.log")
-        probe = Probe(domain)
-        try:
-            got = probe.collect(Image, "image", m.SENSOR_QOS)
-            wait_for(lambda: len(got) >= 5, 30.0, "five 640x480 frames")
-        finally:
-            probe.close()
-            assert interrupt(node) == 0
+    got = messages_from("camera_node", "-p", "source:=test_pattern", "-p", "width:=640", "-p", "height:=480",
+                        "-p", "fps:=15.0", msg_type=Image, topic="image", qos=m.SENSOR_QOS, count=5,
+                        log=tmp_path / "camera.log", what="five 640x480 frames")
     frames = [m.image_array(msg, "camera") for msg in got[:5]]
     assert all(f.shape == (480, 640, 3) for f in frames)
     indices = [pattern_index(f) for f in frames]

@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 from domain_coordinator import domain_id
-from ros_graph import BIN, Probe, interrupt, ros_env, spawn, wait_for
+from ros_graph import BIN, Probe, interrupt, messages_from, ros_env, spawn, wait_for
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Int16MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -77,16 +77,9 @@ def test_microphone_publishes_frames_of_the_configured_layout(tmp_path):
         t = np.arange(48000) / 48000
         tone = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
         w.writeframes(np.repeat(tone[:, None], 2, axis=1).tobytes())
-    with domain_id() as domain:
-        node = spawn("microphone_node", "-p", "source:=file", "-p", f"file:={tmp_path / 'tone.wav'}",
-                     "-p", "frame_ms:=32.0", "-p", "channels:=2", domain=domain, log=tmp_path / "mic.log")
-        probe = Probe(domain)
-        try:
-            got = probe.collect(Int16MultiArray, "audio", m.SENSOR_QOS)
-            wait_for(lambda: len(got) >= 5, 30.0, "five audio frames")
-        finally:
-            probe.close()
-            assert interrupt(node) == 0
+    got = messages_from("microphone_node", "-p", "source:=file", "-p", f"file:={tmp_path / 'tone.wav'}",
+                        "-p", "frame_ms:=32.0", "-p", "channels:=2", msg_type=Int16MultiArray, topic="audio",
+                        qos=m.SENSOR_QOS, count=5, log=tmp_path / "mic.log", what="five audio frames")
     frame = m.audio_array(got[-1])
     assert [d.label for d in got[-1].layout.dim] == ["samples", "channels"]
     assert frame.shape == (512, 2) and np.abs(frame).max() > 10000   # 32 ms at 16 kHz, the tone kept

@@ -56,6 +56,11 @@ class RobotSpec:
     def policy_name(self) -> str:
         return self.policy_class or self.policy or "embedded default model"
 
+    def for_policy(self, policy: Policy) -> RobotSpec:
+        """This spec with the block length settled: when none was given, the engine runs at the
+        block length the policy was trained at (its `block_s`), else 1.0 s."""
+        return self if self.block_s is not None else replace(self, block_s=float(getattr(policy, "block_s", 1.0)))
+
 
 def load_policy(spec: RobotSpec) -> Policy:
     """The policy `spec` names; raises PolicyLoadError saying what could not be loaded."""
@@ -83,10 +88,8 @@ class SimRobot:
     """Built once per process; `make_engine()` once per episode."""
 
     def __init__(self, spec: RobotSpec) -> None:
-        self.spec = spec
         self.policy = load_policy(spec)     # first: a policy that cannot load is the error to report
-        if spec.block_s is None:   # run the engine at the block length the policy was trained at
-            self.spec = spec = replace(spec, block_s=float(getattr(self.policy, "block_s", 1.0)))
+        self.spec = spec = spec.for_policy(self.policy)
         speech = _speech_stack()
         self.user_tts = speech.make_tts(name=spec.user_voice)
         self.robot_tts = speech.make_tts(name=spec.robot_voice)
@@ -99,8 +102,7 @@ class SimRobot:
                    keywords: KeywordSpotter | None = None, transcriber: Transcriber | None = None) -> SimRobot:
         """A robot from parts built elsewhere (another speech stack, a policy object at hand)."""
         robot = cls.__new__(cls)
-        if spec.block_s is None:
-            spec = replace(spec, block_s=float(getattr(policy, "block_s", 1.0)))
+        spec = spec.for_policy(policy)
         robot.spec, robot.policy, robot.user_tts, robot.robot_tts = spec, policy, user_tts, robot_tts
         robot.vad, robot.keywords = vad, keywords
         robot.stepped = ListeningPolicy(policy, transcriber) if transcriber is not None else policy

@@ -65,13 +65,13 @@ class WhisperTranscriber:
 
     def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
         """`audio`: (n,) float32 at 16 kHz, one utterance; `prompt`: vocabulary hints. Returns the text."""
-        x = clean_frame(audio, "transcriber audio")
-        if len(x) < self.config.min_audio_s * ENGINE_RATE_HZ or not np.any(x):
-            return ""
         c = self.config
+        x = clean_frame(audio, "transcriber audio")
+        if len(x) < c.min_audio_s * ENGINE_RATE_HZ or not np.any(x):
+            return ""
         hints = ", ".join(dict.fromkeys([*c.verbs, *c.vocabulary, *[p for p in [prompt.strip()] if p]]))
         segments, _info = self._model.transcribe(
-            x, language=self.config.language, beam_size=self.config.beam_size,
+            x, language=c.language, beam_size=c.beam_size,
             initial_prompt=hints or None, without_timestamps=True, vad_filter=False,
             condition_on_previous_text=False, temperature=0.0)
         return " ".join(s.text.strip() for s in segments).strip()
