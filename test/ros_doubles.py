@@ -41,3 +41,13 @@ class SteadyJointPolicy:
 
     def step(self, block: Block) -> Decision:
         return Decision(actions=np.tile(np.array([0.1, -0.2, 0.3], np.float32), (20, 1)))
+
+
+class BrokenPolicy:
+    """Fails every block, as a policy fed a state it cannot read does."""
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, block: Block) -> Decision:
+        raise ValueError(f"block {block.index}: state has 9 values, the model expects 18")

@@ -2,13 +2,14 @@
 arm (JointTrajectory chunks), the microphone's frame layout, bringup's exits."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
 from domain_coordinator import domain_id
 from ros_graph import BIN, Probe, interrupt, messages_from, ros_env, spawn, wait_for
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Int16MultiArray
+from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from ellsa_ros.nodes import messages as m
@@ -116,3 +117,57 @@ speaker: {{ros__parameters: {{sink: file, file: "{tmp_path / 'speech.wav'}"}}}}
     assert "node policy exited with code 2" in done.stderr
     assert "parameter 'policy.class': cannot load" in done.stderr
     assert done.stderr.count("started ") == 5
+
+
+FAILING_POLICY = """
+policy:
+  ros__parameters:
+    cameras: [front]
+    use_audio: false
+    control_hz: 20.0
+    policy_failing_after: 3
+    policy: {class: "ros_doubles:BrokenPolicy"}
+    speech: {tts: "runtime_doubles:ToneTTS"}
+"""
+
+
+def test_a_failing_policy_is_loud_and_the_arm_keeps_hearing_hold(tmp_path):
+    (tmp_path / "failing.yaml").write_text(FAILING_POLICY)
+    with domain_id() as domain:
+        node = spawn("policy_node", "-r", "__node:=policy", "--params-file", str(tmp_path / "failing.yaml"),
+                     domain=domain, log=tmp_path / "policy.log")
+        probe = Probe(domain)
+        try:
+            chunks = probe.collect(Float32MultiArray, "action_chunk", m.RELIABLE_QOS)
+            events: list[dict] = []
+            probe.node.create_subscription(String, "events", lambda msg: events.append(json.loads(msg.data)),
+                                           m.RELIABLE_QOS)
+            image = probe.node.create_publisher(Image, "front/image", m.SENSOR_QOS)
+            joints = probe.node.create_publisher(JointState, "joint_states", m.SENSOR_QOS)
+
+            def sensors():
+                now = probe.node.get_clock().now().to_msg()
+                image.publish(m.image_msg(np.zeros((8, 8, 3), np.uint8), now, "front"))
+                state = JointState(name=[f"j{i}" for i in range(9)], position=[0.0] * 9)
+                state.header.stamp = now
+                joints.publish(state)
+            probe.node.create_timer(0.05, sensors)
+            wait_for(lambda: any(e["kind"] == "policy_failing" for e in events), 60.0, "a policy_failing event")
+            n = len(chunks)
+            wait_for(lambda: len(chunks) >= n + 10, 30.0, "holding commands after the policy failed")
+        finally:
+            probe.close()
+            assert interrupt(node) == 0
+    failing = [e for e in events if e["kind"] == "policy_failing"]
+    errors = [e for e in events if e["kind"] == "policy_error"]
+    assert len(failing) == 1 and failing[0]["failures"] == 3
+    assert [e["consecutive"] for e in errors[:3]] == [1, 2, 3]
+    assert "state has 9 values, the model expects 18" in failing[0]["error"]
+    # Every command the arm heard is the hold: zero deltas, one point, no look-ahead.
+    held = [m.chunk_array(c) for c in chunks]
+    assert all(h.shape == (1, 7) and not h.any() for h in held)
+    assert not any(e["kind"] == "action_chunk_start" for e in events)
+    log = (tmp_path / "policy.log").read_text()
+    first = [line for line in log.splitlines() if "the policy failed on a block" in line]
+    assert len(first) == 1 and first[0].startswith("[ERROR]") and "the model expects 18" in first[0]
+    assert "has failed 3 blocks in a row" in log

@@ -43,6 +43,9 @@ def test_nested_yaml_becomes_dotted_names():
     (PolicyParams, {"policy.remote": "tcp://h:1", "policy.class": "m:C"}, "policy.class", "set only one"),
     (PolicyParams, {"policy.remote": "h:1"}, "policy.remote", "not a tcp://"),
     (PolicyParams, {"image_width": 64}, "image_width", "set both"),
+    (PolicyParams, {"block_s": 0.1}, "block_s", "below the minimum 0.16"),
+    (PolicyParams, {"state_source": "ee_pose", "dof": 6}, "state_source", "7-value end-effector-delta"),
+    (PolicyParams, {"state_source": "ee_pose", "gripper_joints": ["f"]}, "gripper_joints", "two finger joints"),
 ])
 def test_bad_values_are_refused_naming_the_parameter(cls, values, name, says):
     with pytest.raises(ParamError) as err:
@@ -70,4 +73,32 @@ def test_node_with_bad_parameter_stops_naming_it(executable, args, says):
         done = subprocess.run([str(BIN / executable), "--ros-args", *args], env=ros_env(domain),
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
+    assert says in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("executable", ["camera_node", "microphone_node", "speaker_node", "recorder_node",
+                                        "policy_node", "sim_bridge_node"])
+def test_every_node_refuses_an_unknown_parameter_of_its_params_file(executable, tmp_path):
+    # The section is the node's default name; a misspelled parameter beside a good one.
+    name = {"camera_node": "camera", "microphone_node": "microphone", "speaker_node": "speaker",
+            "recorder_node": "recorder", "policy_node": "policy", "sim_bridge_node": "sim_bridge"}[executable]
+    (tmp_path / "p.yaml").write_text(f"{name}:\n  ros__parameters:\n    control_hzz: 20.0\n")
+    with domain_id() as domain:
+        done = subprocess.run([str(BIN / executable), "--ros-args", "-r", f"__node:={name}",
+                               "--params-file", str(tmp_path / "p.yaml")],
+                              env=ros_env(domain), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "parameter 'control_hzz': unknown parameter" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-p", "block_s:=1.0"], "parameter 'block_s': 1.0 s, but the policy runs at 0.5 s blocks"),
+    (["-p", "joint_names:=[a,b,c,d,e,f,g,h,i]"],
+     "parameter 'joint_names': 9 joints give a 9-value state, but the policy expects 18 values"),
+])
+def test_the_embedded_model_refuses_a_block_length_or_state_it_was_not_trained_for(args, says):
+    with domain_id() as domain:
+        done = subprocess.run([str(BIN / "policy_node"), "--ros-args", *args], env=ros_env(domain),
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
     assert says in done.stderr + done.stdout

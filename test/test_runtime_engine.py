@@ -256,3 +256,19 @@ def test_plan_shows_look_ahead_after_this_tick():
     assert ahead[:, 0] == pytest.approx(0.1)
     rig.engine.stop(1.5)
     assert rig.engine.plan(1.5).shape == (0, 7)
+
+
+def test_a_policy_failing_in_a_row_is_announced_once_and_the_arm_holds():
+    def rule(block):
+        if block.index in (0, 1, 2, 3, 6):
+            raise ValueError(f"block {block.index}: state has 9 values, the model expects 18")
+        return Decision(actions=chunk(5)) if block.index == 4 else Decision()
+    rig = Rig(rule, block_s=0.5, failing_after=3).run(4.0)
+    errors = rig.log.of(ev.PolicyError)
+    assert [e.consecutive for e in errors] == [1, 2, 3, 4, 1]
+    failing = rig.log.of(ev.PolicyFailing)
+    assert len(failing) == 1 and failing[0].failures == 3 and "expects 18" in failing[0].error
+    assert failing[0].t == errors[2].t
+    # Nothing moved before the first decision (block 4, answered at 2.5 s).
+    assert rig.moving(0.0, 2.5) == []
+    assert rig.moving(2.5, 3.0)

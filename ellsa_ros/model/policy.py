@@ -75,10 +75,21 @@ class ModelPolicy:
         self._action_ids = ids >= self.vocab.action_base
         self.reset()
 
+    def new_session(self) -> ModelPolicy:
+        """A policy over the same backend and tokenizers (the weights are held once) with its own
+        streaming state (KV cache, audio context, what it said): one per robot on a policy server.
+        The backends run concurrent calls from several session threads."""
+        return ModelPolicy(self.backend, self.text, self.fast)
+
     @property
     def block_s(self) -> float:
         """The block length the model was trained at: front ends run the engine at it."""
         return self.config.block_s
+
+    @property
+    def state_dim(self) -> int:
+        """Values in one proprioception sample: front ends refuse a state source of another size."""
+        return self.config.state_dim
 
     def reset(self) -> None:
         """Called before an episode: forget the cache, the audio context and what was said."""

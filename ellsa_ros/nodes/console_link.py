@@ -23,7 +23,7 @@ from ellsa_ros.nodes.messages import RELIABLE_QOS, SENSOR_QOS, audio_msg
 
 # event kind -> what the arm is doing after it
 ARM_STATE = {"action_chunk_start": "acting", "action_chunk_done": "idle", "action_halt": "holding",
-             "rejection": "holding (rejected)", "task_done": "done"}
+             "rejection": "holding (rejected)", "task_done": "done", "policy_failing": "holding (policy failing)"}
 
 
 @dataclass
@@ -60,6 +60,9 @@ class ConsoleState:
             self.stale.add(event.get("stream", "?"))
         elif kind == "input_recovered":
             self.stale.discard(event.get("stream", "?"))
+        elif kind == "policy_failing":
+            self.add("conversation", f"(the policy has failed {event.get('failures', '?')} blocks in a row: "
+                                     f"{event.get('error', '')})")
         if kind == "action_halt":
             self.arm = f"holding ({event.get('reason', '')})"
         elif kind in ARM_STATE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ellsa_ros.arm.proprio import STATE_DIM
 from ellsa_ros.nodes.params import ParamError, PolicyParams
 from ellsa_ros.runtime.actions import ActionLimits
 from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
@@ -26,13 +27,15 @@ def load_class(spec: str, name: str) -> type:
         raise ParamError(name, f"cannot load {spec!r}: {e}") from None
 
 
-def _build(name: str, make: Any, *args: Any, **kwargs: Any) -> Any:
+def _build(param: str, make: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """`make(*args, **kwargs)`; any failure becomes a ParamError naming `param`. The first two
+    are positional-only so that a backend's own keyword (`name=`) never collides with them."""
     try:
         return make(*args, **kwargs)
     except ParamError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build a backend stops the node, named
-        raise ParamError(name, f"{type(e).__name__}: {e}") from None
+        raise ParamError(param, f"{type(e).__name__}: {e}") from None
 
 
 def _speech(factory: str, name: str) -> Any:
@@ -76,21 +79,55 @@ def build_limits(p: PolicyParams) -> ActionLimits:
     return ActionLimits.ee_delta(p.dof, p.max_step)
 
 
-def engine_config(p: PolicyParams) -> EngineConfig:
+def settle_block_s(p: PolicyParams, policy: Policy) -> float:
+    """The engine's block length: the parameter, or with 0.0 the policy's own (its `block_s`,
+    1.0 s if it declares none). A model run at another block length than it was trained at
+    decides on blocks it never saw, so a mismatch is refused rather than adopted."""
+    own = getattr(policy, "block_s", None)
+    if not p.block_s:
+        return float(own) if own is not None else 1.0
+    if own is not None and abs(float(own) - p.block_s) > 1e-6:
+        raise ParamError("block_s", f"{p.block_s} s, but the policy runs at {float(own)} s blocks "
+                                    "(set block_s: 0.0 to use the policy's)")
+    return p.block_s
+
+
+def settle_state_dim(p: PolicyParams, policy: Policy) -> int | None:
+    """How many values a state sample has: the joints read, checked against the policy's
+    `state_dim` when it declares one (with no joint names, the policy's is enforced per sample)."""
+    own = getattr(policy, "state_dim", None)
+    if p.state_source == "ee_pose":
+        if own is not None and int(own) != STATE_DIM:
+            raise ParamError("state_source", f"'ee_pose' gives the {STATE_DIM}-value proprioception, but the "
+                                             f"policy expects {int(own)} values (its state_dim)")
+        return STATE_DIM
+    if not p.joint_names:
+        return None if own is None else int(own)
+    if own is not None and int(own) != len(p.joint_names):
+        raise ParamError("joint_names", f"{len(p.joint_names)} joints give a {len(p.joint_names)}-value state, "
+                                        f"but the policy expects {int(own)} values (its state_dim); "
+                                        f"state_source 'ee_pose' gives the {STATE_DIM}-value proprioception")
+    return len(p.joint_names)
+
+
+def engine_config(p: PolicyParams, block_s: float, state_dim: int | None) -> EngineConfig:
     return EngineConfig(
-        sample_rate=p.sample_rate, frame_ms=p.frame_ms, block_s=p.block_s, control_hz=p.control_hz,
-        cameras=tuple(p.cameras), image_size=p.image_size, state_dim=len(p.joint_names) or None,
+        sample_rate=p.sample_rate, frame_ms=p.frame_ms, block_s=block_s, control_hz=p.control_hz,
+        cameras=tuple(p.cameras), image_size=p.image_size, state_dim=state_dim,
         use_audio=p.use_audio, action_mode=p.action_mode, stop_words=tuple(p.stop_words),
+        failing_after=p.policy_failing_after,
         max_age_s={"camera": p.max_age_camera_s, "state": p.max_age_state_s, "audio": p.max_age_audio_s})
 
 
 def build_engine(p: PolicyParams) -> DuplexEngine:
-    """Called once by the policy node at start; inference runs on the worker's own thread."""
+    """Called once by the policy node at start; inference runs on the worker's own thread.
+    Raises ParamError naming the parameter whose value cannot work with the built parts."""
+    policy = build_policy(p)
+    config = engine_config(p, settle_block_s(p, policy), settle_state_dim(p, policy))
     tts = build_tts(p)
     vad = None if p.vad == "energy" else _build("speech.vad", _speech("make_vad", "speech.vad"), name=p.vad)
     keywords = None
     if p.keywords:
         keywords = _build("speech.keywords", _speech("make_keyword_spotter", "speech.keywords"),
                           words=tuple(p.stop_words))
-    worker = ThreadedWorker(build_policy(p))
-    return DuplexEngine(worker, build_limits(p), tts, engine_config(p), vad=vad, keywords=keywords)
+    return DuplexEngine(ThreadedWorker(policy), build_limits(p), tts, config, vad=vad, keywords=keywords)

@@ -11,6 +11,7 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import PoseStamped
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Int16MultiArray, MultiArrayDimension
@@ -121,6 +122,18 @@ def joint_positions(msg: JointState, joint_names: tuple[str, ...]) -> np.ndarray
     if missing:
         raise InputError("state", f"joint_states lacks joints {missing}")
     return np.asarray([msg.position[index[n]] for n in joint_names], np.float64)
+
+
+def pose_parts(msg: PoseStamped, frame: str) -> tuple[np.ndarray, np.ndarray]:
+    """(position (3,), quaternion x, y, z, w (4,)) of a pose; InputError when it is in another
+    frame than `frame` ('' accepts any) or is not finite."""
+    if frame and msg.header.frame_id != frame:
+        raise InputError("state", f"pose in frame {msg.header.frame_id!r}, expected {frame!r} (pose_frame)")
+    p, q = msg.pose.position, msg.pose.orientation
+    pos, quat = np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w])
+    if not (np.isfinite(pos).all() and np.isfinite(quat).all()):
+        raise InputError("state", "pose contains non-finite values")
+    return pos, quat
 
 
 # --- action chunks ------------------------------------------------------------------------

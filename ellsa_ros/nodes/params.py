@@ -5,7 +5,7 @@ nested YAML keys such as `policy.checkpoint`), a description (shown by `ros2 par
 describe`), and its checks; `__post_init__` holds the checks that span several fields.
 A bad value raises `ParamError` naming the parameter, and the node stops with that message.
 
-The same classes check a params YAML file without ROS (`check_params_file`), so
+The same classes check a params YAML file without ROS (`NodeParams.from_mapping`), so
 `ellsa bringup` and the tests refuse a bad file before any process starts. The checks are
 as strict as rclpy's: a double parameter must be written `30.0`, not `30`.
 """
@@ -160,7 +160,21 @@ def declare(node: Any, cls: type[NodeParams]) -> NodeParams:
         except InvalidParameterTypeException as e:
             raise ParamError(name, f"wrong type: {e}") from None
         kwargs[f.name] = coerce(cls, f, list(value) if is_list else value)
+    refuse_unknown(node, cls)
     return cls(**kwargs)
+
+
+def refuse_unknown(node: Any, cls: type[NodeParams]) -> None:
+    """A value given for a parameter the node never declared (a misspelled name in the params
+    file, `-p control_hzz:=20.0`) would be ignored by rclpy without a word: refuse it, as
+    `ellsa bringup` does before it starts any node."""
+    # rclpy keeps the overrides of --params-file / -p for this node by name; it has no public
+    # accessor for them.
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    unknown = sorted(n for n in overrides if not node.has_parameter(n))
+    if unknown:
+        known = sorted(ros_name(f) for f in dataclasses.fields(cls))
+        raise ParamError(unknown[0], f"unknown parameter; known: {known}")
 
 
 # --- the nodes' parameters ----------------------------------------------------------------
@@ -218,7 +232,9 @@ class RecorderParams(NodeParams):
 class PolicyParams(NodeParams):
     sample_rate: int = param(16000, "microphone and speech sample rate", low=8000, high=48000)
     frame_ms: float = param(20.0, "length of the robot's speech frames in ms", low=20.0, high=32.0)
-    block_s: float = param(1.0, "policy block length in seconds", low=0.16, high=2.0)
+    block_s: float = param(0.0, "policy block length in seconds (0.16-2.0); 0.0 runs at the block length the "
+                           "policy was trained at (1.0 s for a policy that declares none). A value that differs "
+                           "from the policy's own is refused at start", low=0.0, high=2.0)
     control_hz: float = param(20.0, "control ticks (and published commands) per second", low=1.0, high=1000.0)
     cameras: tuple[str, ...] = param(("agentview", "wrist"), "camera names; each is read from <name>/image")
     image_width: int = param(0, "required image width in pixels; 0 accepts any", low=0)
@@ -226,6 +242,14 @@ class PolicyParams(NodeParams):
     use_audio: bool = param(True, "listen to the microphone (false: typed instructions only)")
     joint_names: tuple[str, ...] = param((), "joints read from joint_states, in this order; empty takes "
                                               "the positions as published")
+    state_source: str = param("joints", "'joints': the positions of joint_names from joint_states; 'ee_pose': "
+                              "the model's 18-d proprioception from an end-effector PoseStamped (pose_topic), "
+                              "the gripper_joints from joint_states and the command last sent",
+                              choices=("joints", "ee_pose"))
+    pose_topic: str = param("ee_pose", "geometry_msgs/PoseStamped of the end effector (state_source 'ee_pose')")
+    pose_frame: str = param("", "frame_id a pose must carry; '' accepts any (a pose in another frame is dropped)")
+    gripper_joints: tuple[str, ...] = param(("panda_finger_joint1", "panda_finger_joint2"),
+                                            "the two finger joints read from joint_states (state_source 'ee_pose')")
     action_space: str = param("ee_delta", "'ee_delta': Float32MultiArray [chunk, dof] end-effector deltas; "
                               "'joint_positions': JointTrajectory over joint_names",
                               choices=("ee_delta", "joint_positions"))
@@ -255,8 +279,12 @@ class PolicyParams(NodeParams):
                                         name="speech.stop_words")
     keywords: bool = param(False, "spot stop words in the audio (a keyword spotter backend)",
                            name="speech.keywords")
+    policy_failing_after: int = param(3, "consecutive blocks without a decision after which a "
+                                         "`policy_failing` event is sent (the arm holds meanwhile)", low=1)
 
     def check(self) -> None:
+        if self.block_s and self.block_s < 0.16:
+            raise ParamError("block_s", f"{self.block_s} is below the minimum 0.16 (0.0: the policy's own)")
         chosen = [n for n, v in (("policy.checkpoint", self.checkpoint), ("policy.remote", self.remote),
                                  ("policy.class", self.policy_class)) if v]
         if len(chosen) > 1:
@@ -271,6 +299,14 @@ class PolicyParams(NodeParams):
             raise ParamError("image_width", "set both image_width and image_height, or neither")
         if len(set(self.joint_names)) != len(self.joint_names):
             raise ParamError("joint_names", "a joint is named twice")
+        if self.state_source == "ee_pose":
+            if self.action_space != "ee_delta" or self.dof != 7:
+                raise ParamError("state_source", "'ee_pose' builds the state of a 7-value end-effector-delta arm: "
+                                                 f"action_space is {self.action_space!r}, dof {self.dof}")
+            if len(self.gripper_joints) != 2:
+                raise ParamError("gripper_joints", f"{list(self.gripper_joints)}: name the two finger joints")
+            if not self.pose_topic:
+                raise ParamError("pose_topic", "state_source 'ee_pose' needs a pose topic")
         if self.action_space == "joint_positions":
             if not self.joint_names:
                 raise ParamError("joint_names", "action_space 'joint_positions' needs the joint names")

@@ -1,25 +1,33 @@
 """policy_node: hosts the DuplexEngine on ROS 2 topics.
 
-Subscribes `<camera>/image` and `audio` (sensor-data QoS), `joint_states`, `instruction`
-and `speech_played`; publishes `action_chunk` (Float32MultiArray [chunk, dof] for
-end-effector deltas, JointTrajectory for joint positions), `speech_audio`, `transcript` and
-`events` (reliable). Services `~/stop`, `~/reset` (Trigger) and `~/mute` (SetBool).
+Subscribes `<camera>/image` and `audio` (sensor-data QoS), `joint_states` (with
+`state_source: ee_pose` also the end-effector PoseStamped on `pose_topic`: the state is then
+the model's 18-d proprioception, `ellsa_ros.arm.proprio`), `instruction` and
+`speech_played`. Publishes `action_chunk` on every control tick (Float32MultiArray
+[chunk, dof] for end-effector deltas, JointTrajectory for joint positions), `speech_audio`,
+`transcript` and `events` (reliable). Services `~/stop`, `~/reset` (Trigger) and `~/mute`
+(SetBool).
 
 The engine's clock is ROS time minus the node's start time. Malformed inputs are dropped,
-counted and logged once; stale inputs make the engine hold the arm, and every tick still
-publishes the (holding) command, so the controller always hears from the policy.
+counted and logged once. Stale inputs, a failing policy and a policy that has not decided
+yet make the engine hold the arm, and every tick still publishes the (holding) command, so
+the controller always hears from the policy (for joint positions, from the first joint
+state on). The first failure of a run is logged at ERROR with its text;
+`policy_failing_after` failures in a row send a `policy_failing` event.
 """
 from __future__ import annotations
 
 import sys
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from ellsa_ros.arm.proprio import ProprioceptionTracker
 from ellsa_ros.nodes import messages as m
 from ellsa_ros.nodes.engine_setup import build_engine
 from ellsa_ros.nodes.inputs import DropLog
@@ -51,6 +59,10 @@ class PolicyNode(Node):
         self.create_subscription(Int16MultiArray, "audio", self.audio_callback, m.SENSOR_QOS)
         self.create_subscription(Int16MultiArray, "speech_played", self.played_callback, m.RELIABLE_QOS)
         self.create_subscription(JointState, "joint_states", self.state_callback, m.SENSOR_QOS)
+        self.proprio: ProprioceptionTracker | None = None
+        if p.state_source == "ee_pose":
+            self.proprio = ProprioceptionTracker()
+            self.create_subscription(PoseStamped, p.pose_topic, self.pose_callback, m.SENSOR_QOS)
         self.create_subscription(String, "instruction", self.instruction_callback, m.RELIABLE_QOS)
         self.create_service(Trigger, "~/stop", self.stop_callback)
         self.create_service(Trigger, "~/reset", self.reset_callback)
@@ -60,7 +72,8 @@ class PolicyNode(Node):
         self.engine.start(self.now_s())
         self.timer = self.create_timer(1.0 / p.control_hz, self.control_callback)
         self.get_logger().info(f"{type(self.engine.worker.policy).__name__} at {p.control_hz} Hz, "
-                               f"{p.block_s} s blocks, {p.action_space} -> {self.action_pub.topic_name}")
+                               f"{self.engine.config.block_s} s blocks, {p.action_space} -> "
+                               f"{self.action_pub.topic_name}")
 
     # --- time ----------------------------------------------------------------------------
 
@@ -84,11 +97,29 @@ class PolicyNode(Node):
         self.engine.push_image(camera, frame, self.stamp_s(msg.header.stamp))
 
     def state_callback(self, msg: JointState) -> None:
+        p = self.params
         try:
-            q = m.joint_positions(msg, self.params.joint_names)
-        except InputError as e:
-            return self.refuse(e)
+            q = m.joint_positions(msg, p.gripper_joints if self.proprio else p.joint_names)
+            if self.proprio:
+                self.proprio.gripper(q, self.stamp_s(msg.header.stamp))
+        except (InputError, ValueError) as e:
+            return self.refuse(e if isinstance(e, InputError) else InputError("state", str(e)))
+        if self.proprio:
+            return self.push_proprioception()
         self.engine.push_state(q, self.stamp_s(msg.header.stamp))
+
+    def pose_callback(self, msg: PoseStamped) -> None:
+        try:
+            pos, quat = m.pose_parts(msg, self.params.pose_frame)
+            self.proprio.pose(pos, quat, self.stamp_s(msg.header.stamp))
+        except (InputError, ValueError) as e:
+            return self.refuse(e if isinstance(e, InputError) else InputError("state", str(e)))
+        self.push_proprioception()
+
+    def push_proprioception(self) -> None:
+        state = self.proprio.state()
+        if state is not None:
+            self.engine.push_state(state, self.proprio.stamp)
 
     def audio_callback(self, msg: Int16MultiArray) -> None:
         try:
@@ -124,18 +155,29 @@ class PolicyNode(Node):
     def control_callback(self) -> None:
         now = self.now_s()
         cmd = self.engine.tick(now)
-        if cmd.action is None:
-            return   # nothing was ever commanded: there is no position to hold yet
+        action = cmd.action if cmd.action is not None else self.first_hold()
+        if action is None:
+            return   # joint positions, and no joint state yet: there is no position to hold
         # This tick's command, then the rest of the plan as look-ahead (limits applied); a hold
         # is a one-point chunk, so an interpolating controller stops where it is.
-        ahead = self.engine.plan(now) if not cmd.hold else np.zeros((0, len(cmd.action)), np.float32)
-        chunk = np.vstack([cmd.action[None, :], ahead])
+        ahead = self.engine.plan(now) if not cmd.hold else np.zeros((0, len(action)), np.float32)
+        chunk = np.vstack([action[None, :], ahead])
+        if self.proprio:
+            self.proprio.action(action)
         p = self.params
         if p.action_space == "joint_positions":
             msg = m.trajectory_msg(chunk, p.joint_names, m.to_stamp(now + self.origin_s), p.control_hz, p.frame_id)
         else:
             msg = m.chunk_array_msg(chunk)
         self.action_pub.publish(msg)
+
+    def first_hold(self) -> np.ndarray | None:
+        """The holding command before the policy ever commanded: zero deltas, or the joints where
+        they are (None until a joint state has arrived)."""
+        if self.params.action_space == "ee_delta":
+            return np.zeros(self.params.dof, np.float32)
+        state = self.engine.state.latest
+        return None if state is None else np.asarray(state.value, np.float32)
 
     def event_callback(self, event: ev.Event) -> None:
         """Called by the engine on whichever thread the event happened."""
@@ -144,6 +186,11 @@ class PolicyNode(Node):
             self.transcript_pub.publish(String(data=event.text))
         elif isinstance(event, ev.InvalidInput):
             self.refuse(InputError(event.stream, event.reason))
+        elif isinstance(event, ev.PolicyError) and event.consecutive == 1:
+            self.get_logger().error(f"the policy failed on a block (the arm holds): {event.error}")
+        elif isinstance(event, ev.PolicyFailing):
+            self.get_logger().error(f"the policy has failed {event.failures} blocks in a row; holding until it "
+                                    f"decides again. Last error: {event.error}")
 
     # --- services ------------------------------------------------------------------------
 

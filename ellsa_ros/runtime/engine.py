@@ -45,6 +45,7 @@ class EngineConfig:
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     duck_gain: float = 0.25
     reject_template: str = "Sorry, I can't do that: {reason}."
+    failing_after: int = 3                         # consecutive failed blocks that make `policy_failing`
 
     def __post_init__(self) -> None:
         check_block_s(self.block_s)
@@ -55,6 +56,8 @@ class EngineConfig:
         for k, v in self.max_age_s.items():
             if not v > 0:
                 raise ValueError(f"max_age_s[{k!r}]={v} must be > 0")
+        if self.failing_after < 1:
+            raise ValueError(f"failing_after={self.failing_after} must be >= 1")
 
     @property
     def frame_samples(self) -> int:
@@ -106,6 +109,7 @@ class DuplexEngine:
         self._announced: set[str] = set()
         self._t_start = t0
         self._said: list[str] = []
+        self._failures = 0
 
     def start(self, t0: float) -> None:
         """Begins the first block at `t0` (engine clock)."""
@@ -287,8 +291,13 @@ class DuplexEngine:
     def _apply(self, answer: Answer, now: float) -> None:
         block, d = answer.block, answer.decision
         if d is None:
-            self._emit(ev.PolicyError(now, error=answer.error or "no decision"))
+            self._failures += 1
+            error = answer.error or "no decision"
+            self._emit(ev.PolicyError(now, error=error, consecutive=self._failures))
+            if self._failures == self.config.failing_after:
+                self._emit(ev.PolicyFailing(now, error=error, failures=self._failures))
             return
+        self._failures = 0
         if d.heard:
             self._emit(ev.UserTranscript(now, text=d.heard, source="asr"))
         n = 0 if d.actions is None else int(np.shape(d.actions)[0])

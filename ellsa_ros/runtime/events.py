@@ -178,8 +178,19 @@ class InvalidInput(Event):
 
 @dataclass(frozen=True)
 class PolicyError(Event):
+    """A block got no decision; `consecutive` counts the failures since the last decision."""
     error: str = ""
+    consecutive: int = 1
     kind: ClassVar[str] = "policy_error"
+
+
+@dataclass(frozen=True)
+class PolicyFailing(Event):
+    """The policy has failed `failures` blocks in a row (once per run of failures): the arm
+    holds until it decides again."""
+    error: str = ""
+    failures: int = 0
+    kind: ClassVar[str] = "policy_failing"
 
 
 Subscriber = Callable[[Event], None]
