@@ -15,6 +15,10 @@ Reported:
 - openpi_ms_p50: the same payload through openpi-client's WebsocketClientPolicy against a
   websockets server written as openpi's WebsocketPolicyServer (openpi-client ships no
   server); null when openpi-client or websockets does not import.
+- session_marginal_mb: the server's RSS growth per idle session, after `sessions_max_tested`
+  robots said HELLO to `ellsa serve --policy` on an untrained checkpoint of the model
+  (`--session-model-size`, default small, the embedded default's size): what one more robot
+  costs when sessions share the weights. sessions_held: how many of them were welcomed.
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -81,6 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=4, help="robots stepping at once for the throughput")
     parser.add_argument("--latency-ms", type=float, default=240.0, help="round trip added for the underrun run")
     parser.add_argument("--episode-blocks", type=int, default=16, help="0.5 s blocks in the underrun run")
+    parser.add_argument("--sessions", type=int, default=48, help="idle sessions opened for session_marginal_mb")
+    parser.add_argument("--session-model-size", default="small", help="model size served for session_marginal_mb")
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -125,6 +133,9 @@ def measure(args: argparse.Namespace) -> dict:
     finally:
         _stop(server)
 
+    memory = _session_memory(args.sessions, args.session_model_size)
+    _progress(f"{memory['sessions_held']} idle sessions: {memory['session_marginal_mb']} MB each")
+
     p50_in, p50_loop = float(np.median(inproc)), float(np.median(loop))
     return {
         "payload_bytes": int(sum(b.audio.nbytes + b.state.nbytes + sum(i.nbytes for i in b.images.values())
@@ -139,7 +150,45 @@ def measure(args: argparse.Namespace) -> dict:
         "underrun_episode": underrun,
         "openpi_ms_p50": None if openpi is None else round(float(np.median(openpi)), 4),
         "openpi_ms_p99": None if openpi is None else round(float(np.percentile(openpi, 99)), 4),
+        **memory,
     }
+
+
+def _session_memory(n: int, size: str) -> dict:
+    """`ellsa serve --policy` on an untrained checkpoint; RSS before and after `n` robots said
+    HELLO (each its own RemotePolicy, so its own peer) and were welcomed."""
+    from ellsa_ros.model import checkpoint
+    from ellsa_ros.model.config import sized
+    from ellsa_ros.model.network import EllsaNet
+
+    with tempfile.TemporaryDirectory(prefix="ellsa-bench-serve-") as tmp:
+        folder = checkpoint.save(EllsaNet(sized(size)), Path(tmp) / size)
+        port = _free_port()
+        server = _start_server(None, port, ["--policy", str(folder), "--max-sessions", str(max(n, 64))])
+        robots: list[RemotePolicy] = []
+        try:
+            time.sleep(1.0)     # let the allocator settle after the checkpoint load
+            before = _rss_mb(server.pid)
+            for k in range(n):
+                robots.append(RemotePolicy(RemoteConfig(f"tcp://127.0.0.1:{port}", robot=f"idle-{k:03d}",
+                                                        hello_timeout_s=30.0)))
+                robots[-1].connect()
+            time.sleep(1.0)
+            after = _rss_mb(server.pid)
+        finally:
+            for r in robots:
+                r.close()
+            _stop(server)
+    return {"session_marginal_mb": round((after - before) / n, 3), "sessions_max_tested": n,
+            "sessions_held": len(robots), "session_rss_mb_before": round(before, 1),
+            "session_rss_mb_after": round(after, 1), "session_model_size": size}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def _timed(fn, n: int) -> np.ndarray:
@@ -269,8 +318,9 @@ def _child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
 
 
-def _start_server(policy_class: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ellsa_ros.cli", "serve", "--policy-class", policy_class,
+def _start_server(policy_class: str | None, port: int, extra: list[str] | None = None) -> subprocess.Popen:
+    source = ["--policy-class", policy_class] if policy_class else []
+    proc = subprocess.Popen([sys.executable, "-m", "ellsa_ros.cli", "serve", *source, *(extra or []),
                              "--bind", f"tcp://127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True,
                             env=_child_env())
     if not _wait_for_line(proc, "serving"):

@@ -124,13 +124,25 @@ def test_robots_have_their_own_sessions_and_state(server):
 
 
 def test_a_robot_that_says_hello_again_gets_a_fresh_session(server):
-    first = remote(server, "arm")
-    assert [first.step(make_block(i)).info["seen"] for i in range(3)] == [1, 2, 3]
-    second = remote(server, "arm")       # the same robot after a restart
-    assert second.step(make_block(0)).info["seen"] == 1
+    from test_serve_faults import RawPeer
+
+    from ellsa_ros.serve.codec import block_to_body
+    from ellsa_ros.serve.protocol import Envelope, Kind, encode
+
+    raw = RawPeer(server.endpoint)
+    first = raw.ask(encode(Envelope(Kind.HELLO, {"robot": "arm"}, 1)))
+    step = {"block": block_to_body(make_block(0))}
+    assert raw.ask(encode(Envelope(Kind.STEP, step, 2, first.session))).body["info"]["seen"] == 1
+    again = raw.ask(encode(Envelope(Kind.HELLO, {"robot": "arm"}, 3)))     # the same peer: a fresh session
+    assert again.kind is Kind.WELCOME and again.session != first.session
+    assert raw.ask(encode(Envelope(Kind.STEP, step, 4, first.session))).body["code"] == "no_session"
+    assert raw.ask(encode(Envelope(Kind.STEP, step, 5, again.session))).body["info"]["seen"] == 1
+    raw.close()                          # gone without a bye: the robot process died
+    restarted = remote(server, "arm")    # the robot after a restart: a new peer, once the old one is gone
+    d = restarted.step(make_block(0))
+    assert (d.info["seen"], d.info["remote"]["new_session"]) == (1, True)
     assert server.robots() == ["arm"]
-    first.close()
-    second.close()
+    restarted.close()
 
 
 def run_stepped_episode(client: RemotePolicy, latency_s: float, blocks: int) -> dict:

@@ -2,7 +2,9 @@
 
 - protocol.py: versioned msgpack envelopes with raw numpy buffers, named message kinds;
 - codec.py: PolicySpec (the handshake), Block and Decision bodies, checked on decode;
-- server.py / session.py: `PolicyServer`, one session (own Policy, own state) per robot;
+- server.py / session.py: `PolicyServer`, one session (own state, shared weights) per robot,
+  bound to the peer that opened it; connections.py: which connection ended (socket monitor);
+  hello_limit.py: HELLOs per peer;
 - client.py: `RemotePolicy`, the runtime Policy over the link (timeouts, reconnection, clock);
 - keys.py: CURVE keys (`ellsa serve --gen-keys`), loopback-only without them;
 - delay.py: `DelayLine`, a relay that adds latency, to rehearse a slow link;

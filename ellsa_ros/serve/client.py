@@ -12,6 +12,12 @@ a fresh session: the model's history on the server is gone, and `Decision.info["
 says `new_session`. A server that restarted between two steps answers NO_SESSION; the client
 then says HELLO at once and retries within the same deadline.
 
+Identity: a RemotePolicy keeps one ZeroMQ routing identity for its lifetime, so the server
+knows its reconnects as the same peer (with CURVE the peer is its key). Another peer's live
+session under the same robot name is answered `session_taken`: the client says HELLO again
+every HELLO_RETRY_S until its deadline (a restarted robot waits there until the server
+has seen its old connection end), then raises RemotePolicyError("session_taken").
+
 Clock: every answer carries the server's receive and send stamps; with the client's own send
 and receive stamps they give the round trip without server time, and the server clock's
 offset (NTP's estimate, from the fastest recent exchange).
@@ -21,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import socket
 import statistics
 import threading
@@ -40,6 +47,7 @@ from .protocol import Envelope, ErrorCode, Kind, ProtocolError, decode, encode
 
 log = logging.getLogger("ellsa.serve")
 
+HELLO_RETRY_S = 0.5   # pause between HELLOs while the robot name is another peer's (session_taken)
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -66,7 +74,8 @@ class RemoteConfig:
     robot: this robot's name; one session per name on the server.
     keys_dir / key_name: CURVE keys (`ellsa serve --gen-keys`); required off loopback.
     timeout_s: how long a step may wait; None means two block lengths of the served model.
-    hello_timeout_s: how long opening a session may take (the server builds a policy for it).
+    hello_timeout_s: how long opening a session may take (the server builds a policy for it;
+        while another peer's session holds the robot name, HELLO is retried until then).
     """
     endpoint: str
     robot: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -135,6 +144,8 @@ class RemotePolicy:
         self._session = ""
         self._answered = 0   # steps answered in the current session
         self._spec: PolicySpec | None = None
+        # ZeroMQ reserves routing identities that start with a zero byte; this one never does.
+        self._routing_id = b"ellsa-" + secrets.token_hex(8).encode()
 
     # --- Policy ----------------------------------------------------------------------------
 
@@ -226,6 +237,7 @@ class RemotePolicy:
         sock.maxmsgsize = 2 * self.config.max_message_bytes
         if self._keys is not None:
             apply_client(sock, self._keys)
+        sock.routing_id = self._routing_id
         self._monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
         sock.connect(self.config.endpoint)
         self._poller = zmq.Poller()
@@ -235,6 +247,10 @@ class RemotePolicy:
         if deadline is None:
             deadline = self._now() + self.config.hello_timeout_s
         reply, _ = self._request(Kind.HELLO, {"robot": self.config.robot}, deadline)
+        while (reply.kind is Kind.ERROR and reply.body.get("code") == ErrorCode.SESSION_TAKEN.value
+               and self._now() + HELLO_RETRY_S < deadline):
+            time.sleep(HELLO_RETRY_S)
+            reply, _ = self._request(Kind.HELLO, {"robot": self.config.robot}, deadline)
         if reply.kind is Kind.ERROR:
             self._drop()
             raise RemotePolicyError(str(reply.body.get("code")), str(reply.body.get("message")))

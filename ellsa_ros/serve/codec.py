@@ -4,6 +4,10 @@ Decoding checks every field's type and every array's dtype and rank, so that a p
 the server only ever sees a well-formed Block, and the robot only ever queues a well-formed
 chunk. Times stay on the robot's clock: the block's stamps go out and the Decision's actions
 start at the block's `t_end` (its capture time), as for a policy in process.
+
+`check_block` then holds a well-formed block to what the served model reads (its PolicySpec):
+camera names (unknown_camera), image sides (image_too_small; an empty image always), and the
+state (bad_state: non-finite, |value| over `state_limit`, or not `state_dim` values).
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from ..runtime.policy import Decision
 from .protocol import ErrorCode, ProtocolError
 
 ACTION_SPACES = ("ee_delta", "joint_positions", "joint_velocities")
+# Robot states are metres, radians, m/s and gripper widths: |value| beyond this is a unit or
+# driver fault, never an observation (a float32 state may hold 1e30 and stay finite).
+STATE_LIMIT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class PolicySpec:
     control_hz:   rate at which a chunk's actions are meant to run.
     action_space: how to read an action (ACTION_SPACES).
     model:        a name for logs (checkpoint path, class).
+    cameras:      camera names the model reads; an image under another name is refused
+                  (unknown_camera). Empty: any name.
+    image_size:   the model's input side (px); an image with a smaller side is refused
+                  (image_too_small), larger ones are the model's to resize. 0: any size.
+    state_dim:    values in a state; another count is refused (bad_state). 0: any count.
+    state_limit:  largest |value| a state may hold (bad_state beyond it); STATE_LIMIT.
     """
     block_s: float
     chunk: int
@@ -36,6 +49,10 @@ class PolicySpec:
     control_hz: float
     action_space: str = "ee_delta"
     model: str = ""
+    cameras: tuple[str, ...] = ()
+    image_size: int = 0
+    state_dim: int = 0
+    state_limit: float = STATE_LIMIT
 
     def __post_init__(self) -> None:
         if not BLOCK_S_MIN <= self.block_s <= BLOCK_S_MAX:
@@ -46,6 +63,11 @@ class PolicySpec:
             raise ValueError(f"PolicySpec.control_hz={self.control_hz} must be > 0")
         if self.action_space not in ACTION_SPACES:
             raise ValueError(f"PolicySpec.action_space={self.action_space!r}; choose from {ACTION_SPACES}")
+        if not isinstance(self.cameras, tuple) or not all(isinstance(c, str) and c for c in self.cameras):
+            raise ValueError(f"PolicySpec.cameras={self.cameras!r} must be a tuple of names")
+        if self.image_size < 0 or self.state_dim < 0 or not self.state_limit > 0:
+            raise ValueError(f"PolicySpec: image_size={self.image_size} and state_dim={self.state_dim} must be "
+                             f">= 0, state_limit={self.state_limit} > 0")
 
     @property
     def horizon_s(self) -> float:
@@ -54,13 +76,17 @@ class PolicySpec:
 
     def to_body(self) -> dict[str, Any]:
         return {"block_s": self.block_s, "chunk": self.chunk, "dof": self.dof, "control_hz": self.control_hz,
-                "action_space": self.action_space, "model": self.model}
+                "action_space": self.action_space, "model": self.model, "cameras": list(self.cameras),
+                "image_size": self.image_size, "state_dim": self.state_dim, "state_limit": self.state_limit}
 
     @staticmethod
     def from_body(body: dict[str, Any]) -> PolicySpec:
+        """The fields after `model` are optional (a server that predates them checks nothing)."""
         try:
             return PolicySpec(float(body["block_s"]), int(body["chunk"]), int(body["dof"]),
-                              float(body["control_hz"]), str(body["action_space"]), str(body.get("model", "")))
+                              float(body["control_hz"]), str(body["action_space"]), str(body.get("model", "")),
+                              tuple(str(c) for c in body.get("cameras", ())), int(body.get("image_size", 0)),
+                              int(body.get("state_dim", 0)), float(body.get("state_limit", STATE_LIMIT)))
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(ErrorCode.MALFORMED, f"policy spec is unusable: {e}") from None
 
@@ -92,7 +118,7 @@ def block_from_body(d: dict[str, Any]) -> Block:
             raise ProtocolError(ErrorCode.MALFORMED, f"image_stamps has no number for camera {cam!r}")
     state = d.get("state")
     if state is not None:
-        _check_array("state", state, ndim=1, kinds="f")
+        _check_array("state", state, ndim=1, kinds="f", finite=False)   # check_block names bad values
     utterances = _get(d, "utterances", list)
     for i, u in enumerate(utterances):
         _check_array(f"utterances[{i}]", u, ndim=1, kinds="f")
@@ -117,6 +143,32 @@ def block_from_body(d: dict[str, Any]) -> Block:
         acting=_get(d, "acting", bool), stale=tuple(_strings(d, "stale")),
         dropped_blocks=_get(d, "dropped_blocks", int),
     )
+
+
+def check_block(b: Block, spec: PolicySpec) -> None:
+    """Raises ProtocolError (unknown_camera, image_too_small, bad_state) naming what the served
+    model cannot read; a block that passes reaches the policy."""
+    if spec.cameras:
+        unknown = sorted(set(b.images) - set(spec.cameras))
+        if unknown:
+            raise ProtocolError(ErrorCode.UNKNOWN_CAMERA, f"images from camera(s) {unknown}: the model reads "
+                                                          f"{list(spec.cameras)}")
+    for cam, img in b.images.items():
+        h, w = img.shape[:2]
+        if min(h, w) < max(1, spec.image_size):
+            need = f"at least {spec.image_size}x{spec.image_size}" if spec.image_size else "a non-empty image"
+            raise ProtocolError(ErrorCode.IMAGE_TOO_SMALL, f"images[{cam!r}] is {h}x{w} px: the model needs {need}")
+    if b.state is None:
+        return
+    if spec.state_dim and b.state.shape != (spec.state_dim,):
+        raise ProtocolError(ErrorCode.BAD_STATE, f"state has {b.state.size} values, the model reads {spec.state_dim}")
+    if not np.all(np.isfinite(b.state)):
+        where = np.flatnonzero(~np.isfinite(b.state)).tolist()
+        raise ProtocolError(ErrorCode.BAD_STATE, f"state contains NaN or inf at index {where}")
+    if b.state.size and float(np.abs(b.state).max()) > spec.state_limit:
+        i = int(np.argmax(np.abs(b.state)))
+        raise ProtocolError(ErrorCode.BAD_STATE, f"state[{i}] = {float(b.state[i]):.6g} is beyond "
+                                                 f"+-{spec.state_limit:g} (PolicySpec.state_limit)")
 
 
 # --- Decision ------------------------------------------------------------------------------
@@ -174,10 +226,10 @@ def _strings(d: dict[str, Any], key: str) -> list[str]:
     return v
 
 
-def _check_array(name: str, a: Any, ndim: int, kinds: str) -> np.ndarray:
+def _check_array(name: str, a: Any, ndim: int, kinds: str, finite: bool = True) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype.kind not in kinds:
         got = f"{a.dtype}{a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} is {got}, expected a {ndim}-d array of kind {kinds!r}")
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+    if finite and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} contains NaN or inf")
     return a

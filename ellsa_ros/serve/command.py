@@ -6,7 +6,13 @@
 
 Each robot's session gets its own policy: `--policy-class` is called once per session; a
 checkpoint is loaded once and each session gets `policy.new_session()` when the loaded policy
-offers it (shared weights, own state), else a deep copy.
+offers it (shared weights, own state: `ModelPolicy` does), else a deep copy.
+
+The served spec also carries what the model reads (cameras, image_size, state_dim from the
+policy or its config), so that the server refuses blocks the model cannot use.
+
+Ctrl-C or SIGTERM stops serving and exits 0; both handlers are installed explicitly, since a
+process started from a background job inherits SIGINT as ignored.
 """
 from __future__ import annotations
 
@@ -14,11 +20,12 @@ import argparse
 import copy
 import importlib
 import logging
+import signal
 import sys
 from typing import Callable
 
 from ..runtime.policy import Policy
-from .codec import ACTION_SPACES, PolicySpec
+from .codec import ACTION_SPACES, STATE_LIMIT, PolicySpec
 from .keys import ROBOT, generate
 from .server import PolicyServer, ServerConfig
 
@@ -37,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-hz", type=float, help="control rate of the chunk; default: the policy's own")
     parser.add_argument("--action-space", choices=ACTION_SPACES, help="default: the policy's own, else ee_delta")
     parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest request answered (MiB)")
-    parser.add_argument("--max-sessions", type=int, default=16, help="robots served at once")
+    parser.add_argument("--max-sessions", type=int, default=ServerConfig.max_sessions,
+                        help=f"robots served at once (default {ServerConfig.max_sessions})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,13 +77,22 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, FileNotFoundError) as e:
         print(f"ellsa serve: {e}", file=sys.stderr)
         return 1
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"serving {name} on {server.endpoint}: block {spec.block_s} s, chunk {spec.chunk} x {spec.dof} "
           f"at {spec.control_hz} Hz ({spec.action_space})", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("ellsa serve: shutting down", file=sys.stderr, flush=True)
+    finally:
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _policy_factory(args: argparse.Namespace) -> tuple[Callable[[], Policy], str]:
@@ -99,7 +116,8 @@ RUNTIME_DEFAULTS = {"block_s": 1.0, "control_hz": 20.0, "action_space": "ee_delt
 
 def spec_for(policy: Policy, args: argparse.Namespace, name: str) -> PolicySpec:
     """Flags win; then the policy's `spec`, its attributes, its `config`'s attributes, and for
-    block_s, control_hz and action_space the engine's defaults. chunk and dof must be known."""
+    block_s, control_hz and action_space the engine's defaults. chunk and dof must be known;
+    cameras, image_size, state_dim and state_limit are checked only where declared."""
     declared = getattr(policy, "spec", None)
     sources = [declared] if isinstance(declared, PolicySpec) else [policy, getattr(policy, "config", None)]
 
@@ -115,5 +133,14 @@ def spec_for(policy: Policy, args: argparse.Namespace, name: str) -> PolicySpec:
             return RUNTIME_DEFAULTS[key]
         raise ValueError(f"{name} does not declare {key}: pass --{key.replace('_', '-')}")
 
+    def declared_input(key: str, default: object) -> object:
+        for src in sources:
+            if src is not None and getattr(src, key, None) is not None:
+                return getattr(src, key)
+        return default
+
     return PolicySpec(block_s=float(pick("block_s")), chunk=int(pick("chunk")), dof=int(pick("dof")),
-                      control_hz=float(pick("control_hz")), action_space=str(pick("action_space")), model=name)
+                      control_hz=float(pick("control_hz")), action_space=str(pick("action_space")), model=name,
+                      cameras=tuple(declared_input("cameras", ())), image_size=int(declared_input("image_size", 0)),
+                      state_dim=int(declared_input("state_dim", 0)),
+                      state_limit=float(declared_input("state_limit", STATE_LIMIT)))

@@ -11,6 +11,23 @@ and `decode` accepts only plain numeric dtypes whose byte count matches the fram
 
 Envelope: {"v": PROTOCOL_VERSION, "kind": Kind, "id": request id (int) or None,
            "session": session token or "", "t": sender's clock (s), "body": map}
+"v" must be the integer PROTOCOL_VERSION: 1.0 and true are refused (ErrorCode.VERSION).
+
+Error codes (an ERROR body is {"code": ErrorCode value, "message": what was wrong}):
+    malformed, version, too_large, unknown_kind   the message itself
+    no_session     no session for this connection (or a stale token): send HELLO
+    session_taken  HELLO for a robot whose live session belongs to another peer (another
+                   CURVE key, or without CURVE another ZeroMQ routing identity)
+    rate_limited   the peer sent HELLOs faster than the server's hello_per_s / hello_burst
+    full           max_sessions robots are served already
+    busy           the session already has max_queued_steps requests waiting
+    unknown_camera an image under a camera name the served model does not read
+    image_too_small an image with a side under the model's input size (or empty)
+    bad_state      a state that is non-finite, beyond PolicySpec.state_limit or of the wrong size
+    policy, internal  the policy (or the server) failed on a well-formed request
+
+Arrays of any shape travel, empty ones included (an empty frame); anything `encode` cannot
+carry raises EncodeError naming it.
 """
 from __future__ import annotations
 
@@ -52,8 +69,13 @@ class ErrorCode(str, enum.Enum):
     TOO_LARGE = "too_large"          # over the server's max_message_bytes
     UNKNOWN_KIND = "unknown_kind"    # a kind the server does not accept
     NO_SESSION = "no_session"        # no session for this peer (or a stale token): send HELLO
+    SESSION_TAKEN = "session_taken"  # the robot name has a live session opened by another peer
+    RATE_LIMITED = "rate_limited"    # too many HELLOs from this peer
     BUSY = "busy"                    # the session already has max_queued_steps waiting
     FULL = "full"                    # max_sessions reached
+    UNKNOWN_CAMERA = "unknown_camera"    # an image from a camera the model does not read
+    IMAGE_TOO_SMALL = "image_too_small"  # an image smaller than the model's input
+    BAD_STATE = "bad_state"              # non-finite, out-of-bound or wrongly sized state
     POLICY = "policy"                # the policy raised or returned something unusable
     INTERNAL = "internal"
 
@@ -64,6 +86,10 @@ class ProtocolError(ValueError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class EncodeError(TypeError):
+    """A value that cannot go over the wire (an object array, a type msgpack cannot carry)."""
 
 
 @dataclass
@@ -83,16 +109,18 @@ def encode(env: Envelope) -> list[bytes | memoryview]:
     def default(x: Any) -> Any:
         if isinstance(x, np.ndarray):
             if x.dtype.kind not in ALLOWED_DTYPE_KINDS:
-                raise TypeError(f"cannot send an array of dtype {x.dtype}: only bool, int, uint and float")
+                raise EncodeError(f"cannot send an array of dtype {x.dtype} (shape {x.shape}): "
+                                  "only bool, int, uint and float")
             a = np.ascontiguousarray(x)
-            buffers.append(memoryview(a).cast("B"))
+            # memoryview cannot cast an empty array of two or more dimensions: send no bytes.
+            buffers.append(memoryview(a).cast("B") if a.size else memoryview(b""))
             meta = msgpack.packb([len(buffers), a.dtype.str, list(a.shape)])
             return msgpack.ExtType(ARRAY_EXT, meta)
         if isinstance(x, np.generic):
             return x.item()
         if isinstance(x, (tuple, set, frozenset)):
             return list(x)
-        raise TypeError(f"cannot send a {type(x).__name__} over the wire")
+        raise EncodeError(f"cannot send a {type(x).__name__} over the wire")
 
     header = {"v": PROTOCOL_VERSION, "kind": env.kind.value, "id": env.id, "session": env.session,
               "t": float(env.t), "body": env.body}
@@ -135,9 +163,11 @@ def decode(frames: list, max_bytes: int) -> Envelope:
         raise ProtocolError(ErrorCode.MALFORMED, f"envelope is not valid msgpack: {type(e).__name__}: {e}") from None
     if not isinstance(header, dict):
         raise ProtocolError(ErrorCode.MALFORMED, f"envelope is a {type(header).__name__}, not a map")
-    if header.get("v") != PROTOCOL_VERSION:
+    v = header.get("v")
+    # type() and not ==: 1.0 == True == 1 in Python, and neither is version 1 on the wire.
+    if type(v) is not int or v != PROTOCOL_VERSION:
         raise ProtocolError(ErrorCode.VERSION,
-                            f"protocol version {header.get('v')!r}, this side speaks {PROTOCOL_VERSION}")
+                            f"protocol version {v!r}, this side speaks {PROTOCOL_VERSION} (an integer)")
     try:
         kind = Kind(header.get("kind"))
     except ValueError:

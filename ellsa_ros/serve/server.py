@@ -1,10 +1,20 @@
 """The policy server: a ZeroMQ ROUTER that serves one Policy session per robot.
 
-One socket thread reads every message, checks it (size, envelope, kind, session), answers
-protocol errors at once, and hands STEP and RESET to the robot's session thread; sessions
-answer through an inproc PULL socket that the same thread forwards to the ROUTER. So no
-user code runs on the socket thread, one slow model does not stall another robot, and a bad
-message costs its sender an ERROR answer and nothing else.
+One socket thread reads every message, checks it (size, envelope, kind, session, and a
+block against the served PolicySpec), answers protocol errors at once, and hands STEP and
+RESET to the robot's session thread; sessions answer through an inproc PULL socket that the
+same thread forwards to the ROUTER. So no user code runs on the socket thread, one slow
+model does not stall another robot, and a bad message costs its sender an ERROR answer and
+nothing else.
+
+Peers and sessions: a session belongs to the peer that opened it, the CURVE client public
+key when CURVE is on, else the ZeroMQ routing identity (RemotePolicy keeps one for its
+lifetime, across reconnects). A HELLO for a robot whose live session belongs to another
+peer is answered `session_taken` and the session goes on; the same peer saying hello again
+gets a fresh session. A session ends on BYE, when the connection it was opened on ends
+(socket monitor events; ZMTP heartbeats every `heartbeat_s` find peers that vanished
+without closing, after 3 x `heartbeat_s` of silence), or after `session_idle_s` without a
+request. HELLOs are rate-limited per peer (`hello_per_s`, `hello_burst`: `rate_limited`).
 
 Limits: messages over `max_message_bytes` get a TOO_LARGE answer; a single frame over twice
 that makes ZeroMQ drop the connection before the bytes are held (MAXMSGSIZE). Binding a
@@ -25,7 +35,9 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from ..runtime.policy import Policy
-from .codec import PolicySpec, block_from_body
+from .codec import PolicySpec, block_from_body, check_block
+from .connections import ENDED, Connections
+from .hello_limit import HelloLimit
 from .keys import apply_server, is_loopback, server_keys
 from .protocol import Envelope, ErrorCode, Kind, ProtocolError, decode, encode
 from .session import Request, Session
@@ -39,15 +51,25 @@ class ServerConfig:
     keys_dir: CURVE keys from `ellsa serve --gen-keys`; required to bind off loopback.
     max_message_bytes: largest request answered normally (a block with two 224 px images and
         2 s of audio is about 0.45 MB).
-    max_sessions: robots served at once. session_idle_s: a silent session is closed after this.
+    max_sessions: robots served at once (HELLO beyond it: `full`). With a policy factory that
+        shares weights (`ModelPolicy.new_session`) a session costs its model state, a thread
+        and a socket: 64 fit a 2-core robot-class machine.
+    session_idle_s: a session without requests is closed after this.
     max_queued_steps: requests a session may have waiting behind the one running.
+    heartbeat_s: ZMTP PING interval; a connection silent for 3 x this is dropped, and the
+        session opened on it closed (0 turns heartbeats off: only a closed connection or
+        `session_idle_s` ends a session then).
+    hello_per_s / hello_burst: HELLOs one peer may send, sustained and at once (`rate_limited`).
     """
     bind: str = "tcp://127.0.0.1:5555"
     keys_dir: str | None = None
     max_message_bytes: int = 8 << 20
-    max_sessions: int = 16
+    max_sessions: int = 64
     session_idle_s: float = 300.0
     max_queued_steps: int = 2
+    heartbeat_s: float = 1.0
+    hello_per_s: float = 2.0
+    hello_burst: int = 10
 
     def __post_init__(self) -> None:
         if not is_loopback(self.bind) and self.keys_dir is None:
@@ -57,10 +79,25 @@ class ServerConfig:
             raise ValueError(f"max_message_bytes={self.max_message_bytes} is too small for any block")
         if self.max_sessions < 1 or self.max_queued_steps < 1 or not self.session_idle_s > 0:
             raise ValueError("max_sessions and max_queued_steps must be >= 1, session_idle_s > 0")
+        if self.heartbeat_s < 0:
+            raise ValueError(f"heartbeat_s={self.heartbeat_s} must be >= 0 (0: no heartbeats)")
+        if not self.hello_per_s > 0 or self.hello_burst < 1:
+            raise ValueError(f"hello_per_s={self.hello_per_s} must be > 0 and hello_burst={self.hello_burst} >= 1")
+
+
+@dataclass
+class Incoming:
+    """Where a message came from: `route` answers it, `peer` owns sessions, `conn` is the
+    connection (None without descriptor events), `t_recv` the server clock on arrival."""
+    route: bytes
+    peer: bytes
+    conn: int | None
+    t_recv: float
 
 
 class PolicyServer:
-    """`make_policy()` is called once per session (per robot HELLO), on that session's thread."""
+    """`make_policy()` is called once per session (per robot HELLO), on that session's thread;
+    give a factory that shares the weights between sessions (`ModelPolicy.new_session`)."""
 
     def __init__(self, make_policy: Callable[[], Policy], spec: PolicySpec, config: ServerConfig | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -73,8 +110,10 @@ class PolicyServer:
         self._auth: ThreadAuthenticator | None = None
         self._router: zmq.Socket | None = None
         self._replies: zmq.Socket | None = None
+        self._connections: Connections | None = None
+        self._hellos = HelloLimit(self.config.hello_per_s, self.config.hello_burst)
         self._reply_endpoint = f"inproc://ellsa-replies-{self.server_id}"
-        self._by_peer: dict[bytes, Session] = {}
+        self._by_route: dict[bytes, Session] = {}
         self._by_robot: dict[str, Session] = {}
         self._threads: list[threading.Thread] = []   # every session thread not yet finished
         self._stop = threading.Event()
@@ -89,6 +128,13 @@ class PolicyServer:
         router = self._ctx.socket(zmq.ROUTER)
         router.linger = 0
         router.maxmsgsize = 2 * self.config.max_message_bytes
+        # The same routing identity on a new connection (a robot that reconnected) takes over
+        # the route at once instead of waiting for the old connection to time out.
+        router.router_handover = 1
+        if self.config.heartbeat_s > 0:
+            router.heartbeat_ivl = int(self.config.heartbeat_s * 1000)
+            router.heartbeat_timeout = int(3 * self.config.heartbeat_s * 1000)
+            router.heartbeat_ttl = int(3 * self.config.heartbeat_s * 1000)
         if keys is not None:
             self._auth = ThreadAuthenticator(self._ctx)
             self._auth.start()
@@ -101,6 +147,7 @@ class PolicyServer:
             self._shutdown_context()
             raise OSError(f"cannot bind {self.config.bind}: {e}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._connections = Connections(router)
         self._replies = self._ctx.socket(zmq.PULL)
         self._replies.linger = 0
         self._replies.bind(self._reply_endpoint)
@@ -141,6 +188,7 @@ class PolicyServer:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._replies, zmq.POLLIN)
+        poller.register(self._connections.monitor, zmq.POLLIN)
         next_sweep = self._clock()
         try:
             while not self._stop.is_set():
@@ -154,66 +202,105 @@ class PolicyServer:
                         if not self._router.poll(0):
                             break
                         frames = self._router.recv_multipart(copy=False)
-                        self._on_message(frames[0].bytes, frames[1:], self._clock())
+                        t_recv = self._clock()
+                        self._disconnected(self._connections.drain())   # events before this message
+                        self._on_message(frames, t_recv)
+                if self._connections.monitor in ready:
+                    self._disconnected(self._connections.drain())
                 if self._clock() >= next_sweep:
                     self._sweep()
                     next_sweep = self._clock() + 0.5
         finally:
             self._shutdown()
 
-    def _on_message(self, peer: bytes, frames: list, t_recv: float) -> None:
-        rid = None
-        try:
-            env = decode(frames, self.config.max_message_bytes)
-            rid = env.id
-            self._dispatch(peer, env, t_recv)
-        except ProtocolError as e:
-            self._error(peer, rid, e.code, str(e), t_recv)
-        except Exception as e:  # noqa: BLE001 - one bad message must never stop the server
-            log.exception("internal error on a message from %s", peer.hex())
-            self._error(peer, rid, ErrorCode.INTERNAL, f"{type(e).__name__}: {e}", t_recv)
+    def _incoming(self, frames: list, t_recv: float) -> Incoming:
+        route = frames[0].bytes
+        # The User-Id of a CURVE peer is its public key (z85), set by the authenticator; every
+        # frame of a message carries the connection's metadata.
+        user = ""
+        if self._auth is not None:
+            try:
+                user = frames[-1].get("User-Id")
+            except zmq.ZMQError:   # no metadata: such a message cannot have passed the handshake
+                user = ""
+        peer = b"curve:" + user.encode() if user else b"route:" + route
+        return Incoming(route, peer, self._connections.of(frames[0]), t_recv)
 
-    def _dispatch(self, peer: bytes, env: Envelope, t_recv: float) -> None:
+    def _on_message(self, frames: list, t_recv: float) -> None:
+        rid = None
+        src = Incoming(frames[0].bytes, b"", None, t_recv)
+        try:
+            src = self._incoming(frames, t_recv)
+            env = decode(frames[1:], self.config.max_message_bytes)
+            rid = env.id
+            self._dispatch(src, env)
+        except ProtocolError as e:
+            self._error(src.route, rid, e.code, str(e), src.t_recv)
+        except Exception as e:  # noqa: BLE001 - one bad message must never stop the server
+            log.exception("internal error on a message from %s", src.route.hex())
+            self._error(src.route, rid, ErrorCode.INTERNAL, f"{type(e).__name__}: {e}", src.t_recv)
+
+    def _dispatch(self, src: Incoming, env: Envelope) -> None:
         if env.kind is Kind.PING:
-            self._send(peer, Envelope(Kind.PONG, {"t_recv": t_recv}, env.id, env.session))
+            self._send(src.route, Envelope(Kind.PONG, {"t_recv": src.t_recv}, env.id, env.session))
         elif env.kind is Kind.HELLO:
-            self._hello(peer, env, t_recv)
+            self._hello(src, env)
         elif env.kind in (Kind.STEP, Kind.RESET, Kind.BYE):
-            session = self._by_peer.get(peer)
-            if session is None or session.token != env.session:
+            session = self._by_route.get(src.route)
+            if session is None or session.token != env.session or session.peer != src.peer:
                 raise ProtocolError(ErrorCode.NO_SESSION, "no session for this connection: send hello first")
-            session.last_seen = t_recv
+            session.last_seen = src.t_recv
             if env.kind is Kind.BYE:
                 self._end(session, "bye")
                 return
-            block = block_from_body(_field(env.body, "block", dict)) if env.kind is Kind.STEP else None
-            if not session.offer(Request(env.kind, env.id, t_recv, block)):
+            block = None
+            if env.kind is Kind.STEP:
+                block = block_from_body(_field(env.body, "block", dict))
+                check_block(block, self.spec)
+            if not session.offer(Request(env.kind, env.id, src.t_recv, block)):
                 raise ProtocolError(ErrorCode.BUSY, f"session {session.robot} already has "
                                                     f"{self.config.max_queued_steps} requests waiting")
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"a server does not accept {env.kind.value!r} messages")
 
-    def _hello(self, peer: bytes, env: Envelope, t_recv: float) -> None:
+    def _hello(self, src: Incoming, env: Envelope) -> None:
+        if not self._hellos.allow(src.peer, src.t_recv):
+            raise ProtocolError(ErrorCode.RATE_LIMITED, f"more than {self.config.hello_burst} hellos at "
+                                                        f"{self.config.hello_per_s:g}/s from this peer")
         robot = _field(env.body, "robot", str)
         if not 0 < len(robot) <= 128:
             raise ProtocolError(ErrorCode.MALFORMED, "robot name must have 1 to 128 characters")
-        # A robot that says hello again (restart, reconnect) gets a fresh session: old state goes.
-        for old in {self._by_peer.get(peer), self._by_robot.get(robot)} - {None}:
+        if src.conn == ENDED:
+            log.info("hello for %s from a connection that has ended: ignored", robot)
+            return
+        owner = self._by_robot.get(robot)
+        if owner is not None and owner.peer != src.peer:
+            raise ProtocolError(ErrorCode.SESSION_TAKEN,
+                                f"robot {robot!r} has a live session opened by another peer; it ends when that "
+                                "peer says bye, disconnects or stays idle")
+        # The same peer saying hello again (a reset link, a restarted robot with its CURVE key)
+        # gets a fresh session: the old state goes.
+        for old in {self._by_route.get(src.route), owner} - {None}:
             self._end(old, "replaced by a new hello")
         if len(self._by_robot) >= self.config.max_sessions:
             raise ProtocolError(ErrorCode.FULL, f"the server already serves {self.config.max_sessions} robots")
-        session = Session(self._ctx, self._reply_endpoint, peer, robot, secrets.token_hex(8), self._make_policy,
-                          self.spec, self.server_id, self._clock, Request(Kind.HELLO, env.id, t_recv),
-                          self.config.max_queued_steps)
-        self._by_peer[peer] = session
+        session = Session(self._ctx, self._reply_endpoint, src.route, robot, secrets.token_hex(8),
+                          self._make_policy, self.spec, self.server_id, self._clock,
+                          Request(Kind.HELLO, env.id, src.t_recv), self.config.max_queued_steps, src.peer, src.conn)
+        self._by_route[src.route] = session
         self._by_robot[robot] = session
         self._threads.append(session.thread)
         log.info("session for %s opened (%d robots)", robot, len(self._by_robot))
 
+    def _disconnected(self, conns: list[int]) -> None:
+        for conn in conns:
+            for s in [s for s in self._by_robot.values() if s.conn == conn]:
+                self._end(s, "its connection ended")
+
     def _end(self, session: Session, why: str) -> None:
         session.close()
-        if self._by_peer.get(session.routing_id) is session:
-            del self._by_peer[session.routing_id]
+        if self._by_route.get(session.routing_id) is session:
+            del self._by_route[session.routing_id]
         if self._by_robot.get(session.robot) is session:
             del self._by_robot[session.robot]
         log.info("session for %s closed: %s", session.robot, why)
@@ -226,6 +313,7 @@ class PolicyServer:
                 self._end(s, "its policy could not be created")
             elif now - s.last_seen > self.config.session_idle_s:
                 self._end(s, f"idle for {now - s.last_seen:.0f} s")
+        self._hellos.forget_idle(now)
 
     def _error(self, peer: bytes, rid: int | None, code: ErrorCode, message: str, t_recv: float) -> None:
         self.errors[code.value] += 1
@@ -239,6 +327,7 @@ class PolicyServer:
     def _shutdown(self) -> None:
         for s in list(self._by_robot.values()):
             self._end(s, "server stopping")
+        self._connections.close()
         self._router.close()
         self._replies.close()
         deadline = time.monotonic() + 1.0

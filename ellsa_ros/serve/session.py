@@ -1,7 +1,10 @@
 """One robot's session on the policy server: its own Policy instance, inbox and thread.
 
-A session is created by a HELLO and owns a fresh Policy (so the model state, the KV cache,
-belongs to that robot alone). Its thread builds the policy, answers WELCOME, then takes STEP
+A session is created by a HELLO and owns a fresh Policy from the server's factory (so the
+model state, the KV cache, belongs to that robot alone; a factory such as
+`ModelPolicy.new_session` shares the weights, so a session costs its state only). It is
+bound to the peer that opened it (`peer`: CURVE key or routing identity) and to the
+connection it came on (`conn`), whose end closes it. Its thread builds the policy, answers WELCOME, then takes STEP
 and RESET requests from its inbox in order; different robots' sessions run side by side.
 Answers go back to the server's socket thread through the session's own PUSH socket (a
 ZeroMQ socket belongs to one thread).
@@ -37,8 +40,10 @@ class Session:
 
     def __init__(self, ctx: zmq.Context, reply_endpoint: str, routing_id: bytes, robot: str, token: str,
                  make_policy: Callable[[], Policy], spec: PolicySpec, server_id: str,
-                 clock: Callable[[], float], hello: Request, max_queued: int) -> None:
+                 clock: Callable[[], float], hello: Request, max_queued: int,
+                 peer: bytes = b"", conn: int | None = None) -> None:
         self.routing_id, self.robot, self.token = routing_id, robot, token
+        self.peer, self.conn = peer, conn
         self.last_seen = hello.t_recv
         self._ctx, self._reply_endpoint = ctx, reply_endpoint
         self._make_policy, self._spec, self._server_id, self._clock = make_policy, spec, server_id, clock
