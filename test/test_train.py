@@ -46,7 +46,7 @@ def test_training_fits_the_data_and_the_checkpoint_is_a_policy(dataset, tmp_path
     fmt = BlockFormat.for_model(policy.config, 0.5)
     pairs = next(DatasetReader(dataset).sequences(fmt))
     policy.reset()
-    decisions = [policy.step(b) for b, _ in pairs[:4]]
+    decisions = [policy.step(b) for b, _ in pairs]   # the instruction comes a few blocks in
     acting = [d for d in decisions if d.actions is not None]
     assert acting and all(d.actions.shape == (10, 7) and np.isfinite(d.actions).all() for d in acting)
 
@@ -81,3 +81,52 @@ def test_a_rejected_block_teaches_no_action(dataset):
                   heard="pick up the elephant")
     ex = block_example(c, TextTokenizer(), block, Decision(actions=np.zeros((10, 7)), reject="no elephant here"))
     assert ex.actions is None and ex.controls == ("<reject>",) and ex.text_ids
+
+
+def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tmp_path):
+    """Block k of a window after the instruction, laid out for training and streamed block by block through
+    ModelPolicy with the same answers: the same tokens, at the same positions, visible."""
+    from ellsa_ros.model.layout import visibility
+    from ellsa_ros.model.network import EllsaNet
+    from ellsa_ros.model.policy import ModelPolicy
+    from ellsa_ros.model.tokenizers_for import tokenizers_for
+    from ellsa_ros.model.torch_backend import TorchBackend
+    from ellsa_ros.train.examples import episode_layout
+    from ellsa_ros.train.trainer import load_sequences
+
+    cfg = config(dataset, tmp_path, 1)
+    c = cfg.model_config()
+    pairs = next(DatasetReader(dataset).sequences(BlockFormat.for_model(c, cfg.block_s)))
+    heard_at = next(b.index for b, _ in pairs if b.heard)
+    window = next(w for w in load_sequences(cfg, c) if w.loss_from > heard_at)
+    k = min(window.loss_from + c.keep_blocks + 1, len(window.blocks) - 1)   # past the last-K of the window start
+    assert k - heard_at > c.keep_blocks, "the test episode is too short"
+    assert window.loss_from % cfg.max_blocks == 0 and len(window.blocks) == min(len(pairs),
+                                                                                window.loss_from + cfg.max_blocks)
+    assert window.blocks[heard_at].heard_ids, "the instruction, heard before the window, is part of its context"
+    seg = window.seg
+    # the taught answers are exactly those of the window's blocks
+    taught = np.unique(seg.block[window.targets != -100])
+    assert taught.min() == window.loss_from and taught.max() == len(window.blocks) - 1
+
+    torch.manual_seed(0)
+    text, fast = tokenizers_for(c)
+    policy = ModelPolicy(TorchBackend(EllsaNet(c).eval()), text, fast)
+    full = episode_layout(c, text, fast, pairs[:k + 1])
+    for b in range(k + 1):
+        choices = [int(t) for t in full.targets[full.seg.block == b] if t != -100]
+        policy.replay(pairs[b][0], choices)
+    streamed = np.array([t for _, t in policy.stream])
+    n = policy.cache.length
+    cached = policy.cache.position[:n]
+    last = int(cached.max())                          # the last token of block k that was fed
+    assert (seg.ids[:len(streamed)] == streamed).all()
+    row = visibility(seg.block[[last]], np.asarray([last]), seg.block, seg.keep, np.arange(len(seg)),
+                     c.keep_blocks, c.history_tokens)[0]
+    seen_in_training = {(int(p), int(seg.ids[p])) for p in np.flatnonzero(row)}
+    seen_streaming = {(int(p), int(streamed[p])) for p in cached}
+    assert seen_in_training == seen_streaming
+    # the collapse dropped old pixels and actions, but kept what was heard
+    assert n < last + 1
+    heard = {int(p) for p in np.flatnonzero(seg.block == heard_at) if seg.keep[p]}
+    assert heard and heard <= {p for p, _ in seen_streaming}

@@ -62,14 +62,17 @@ class TrainingBatch:
 
 @dataclass
 class EpisodeLayout:
+    """An episode's blocks laid out; only blocks from `loss_from` on are taught (the earlier
+    ones are the context the streaming policy would hold when it answers them)."""
     seg: Segment
     targets: np.ndarray
     target_is_action: np.ndarray
     blocks: list[BlockExample]
+    loss_from: int = 0
 
 
 def episode_segment(c: ModelConfig, prompt_ids: list[int], blocks: list[BlockExample],
-                    fast: FastTokenizer | None) -> EpisodeLayout:
+                    fast: FastTokenizer | None, loss_from: int = 0) -> EpisodeLayout:
     vocab = Vocab(c)
     parts = [prompt_segment(vocab.text(prompt_ids))]
     targets, is_action = [np.full(len(parts[0]), -100)], [np.zeros(len(parts[0]), bool)]
@@ -93,11 +96,14 @@ def episode_segment(c: ModelConfig, prompt_ids: list[int], blocks: list[BlockExa
         a = len(inp) + len(text)  # <boa>
         predicted = act.ids[1:] if not query or ex.actions is None else act.ids[1:2]
         t[a:a + len(predicted)] = predicted
+        if b < loss_from:
+            t[:] = -100
         targets.append(t)
         flag = np.zeros(len(t), bool)
         flag[a:] = True
         is_action.append(flag)
-    return EpisodeLayout(Segment.concat(parts), np.concatenate(targets), np.concatenate(is_action), blocks)
+    return EpisodeLayout(Segment.concat(parts), np.concatenate(targets), np.concatenate(is_action), blocks,
+                         loss_from)
 
 
 def collate(c: ModelConfig, episodes: list[EpisodeLayout]) -> TrainingBatch:
@@ -136,8 +142,9 @@ def collate(c: ModelConfig, episodes: list[EpisodeLayout]) -> TrainingBatch:
             q = in_block & (s.src == QUERY)
             if q.any():
                 fidx[i, :n][q] = base[QUERY] + s.row[q]
-                slots.append(i * T + np.flatnonzero(q))
-                chunk_targets.append(ex.actions)
+                if b >= e.loss_from:   # a context block's chunk is seen, not taught
+                    slots.append(i * T + np.flatnonzero(q))
+                    chunk_targets.append(ex.actions)
     img_shape = (0, len(c.cameras), c.image_size, c.image_size, 3)
     return TrainingBatch(
         torch.from_numpy(ids), torch.from_numpy(exp), torch.from_numpy(pos), torch.from_numpy(mask),

@@ -59,8 +59,9 @@ def block_example(c: ModelConfig, text: TextTokenizer, block: Block, target: Dec
 
 
 def episode_layout(c: ModelConfig, text: TextTokenizer, fast: FastTokenizer | None,
-                   pairs: list[tuple[Block, Decision]]) -> EpisodeLayout:
-    """A whole sequence of blocks, laid out after the prompt exactly as streaming lays it out."""
+                   pairs: list[tuple[Block, Decision]], loss_from: int = 0) -> EpisodeLayout:
+    """A sequence of blocks from the episode's start, laid out after the prompt exactly as
+    streaming lays it out; the answers of blocks from `loss_from` on are taught."""
     audio = AudioStream(c) if c.speech_input == "audio" else None
     blocks = [block_example(c, text, b, d, audio) for b, d in pairs]
-    return episode_segment(c, text.encode(c.prompt), blocks, fast)
+    return episode_segment(c, text.encode(c.prompt), blocks, fast, loss_from)

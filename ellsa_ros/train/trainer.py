@@ -38,7 +38,7 @@ class TrainConfig:
     block_s: float = 0.5              # with 10-action chunks at 20 Hz, each chunk covers its block
     steps: int = 1500
     batch: int = 4                    # sequences per step
-    max_blocks: int = 16              # longer episodes are cut into windows of this many blocks
+    max_blocks: int = 16              # blocks taught per sequence; a later window keeps the blocks before it as context
     lr: float = 1e-3
     warmup: int = 50
     weight_decay: float = 0.01
@@ -65,16 +65,20 @@ class TrainConfig:
 
 
 def load_sequences(cfg: TrainConfig, c: ModelConfig) -> list[EpisodeLayout]:
-    """Every episode of every dataset, cut into blocks of `block_s` and laid out as sequences."""
+    """Every episode of every dataset, cut into blocks of `block_s` and laid out as sequences.
+
+    An episode longer than `max_blocks` is taught in windows of that many blocks, and each
+    window's sequence starts at the episode's start: the blocks before the window are laid
+    out in full but not taught, so every taught block sees what the streaming policy holds
+    when it answers it (the collapsed history with what was heard and said, the last
+    `keep_blocks` in full). A window cut from the middle would act without the instruction."""
     text, fast = tokenizers_for(c)
     fmt = BlockFormat.for_model(c, cfg.block_s)
     out: list[EpisodeLayout] = []
     for root in cfg.data:
         for pairs in DatasetReader(root).sequences(fmt):
-            for i in range(0, len(pairs), cfg.max_blocks):
-                window = pairs[i:i + cfg.max_blocks]
-                if window:
-                    out.append(episode_layout(c, text, fast, window))
+            for start in range(0, len(pairs), cfg.max_blocks):
+                out.append(episode_layout(c, text, fast, pairs[:start + cfg.max_blocks], loss_from=start))
     if not out:
         raise ValueError(f"no episodes in {cfg.data}")
     return out
