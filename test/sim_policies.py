@@ -65,3 +65,17 @@ class ReachPolicy:
         actions[:, :3] = delta
         actions[:, 6] = -1.0
         return Decision(actions=actions, say=say)
+
+
+class CrashingPolicy(ReachPolicy):
+    """ReachPolicy whose process ends at once (no exception, no cleanup: a segfault or an OOM
+    kill looks the same to the runner) when the instruction it hears contains the marker
+    `CRASH_ON`: a worker dying in the middle of an episode."""
+
+    CRASH_ON = "next to the ramekin"     # libero_spatial task 1's instruction
+
+    def step(self, block: Block) -> Decision:
+        if self.CRASH_ON in block.heard:
+            import os
+            os._exit(70)
+        return super().step(block)

@@ -13,6 +13,9 @@ from ellsa_ros.cli import main
     (["--patterns", "shouting=1"], "unknown interaction pattern"),
     (["--voices", "festival"], "voice backend 'festival'"),
     (["--episodes-per-task", "0"], "episodes_per_task must be >= 1"),
+    (["--frame-hz", "3"], "frame_hz=3 Hz does not land on the 20 Hz control ticks"),
+    (["--frame-hz", "4", "--block-s", "0.3"], "frame_hz=4 Hz cannot serve 0.3 s blocks"),
+    (["--frame-hz", "2", "--block-s", "0.25"], "rates that serve 0.25 s blocks: 4, 20 Hz"),
 ])
 def test_bad_input_is_named(tmp_path, capsys, argv, message):
     code = main(["datagen", "--out", str(tmp_path / "d"), "--no-progress", *argv])

@@ -1,7 +1,8 @@
 """The data engine on the real simulator: rollouts, shards, resume, determinism, blocks, answers.
 
 One tiny dataset (libero_spatial task 0, two demonstrations at 64 px, one per shard) is made
-once for the module: first interrupted after its first shard, then resumed in a worker process.
+once for the module: first interrupted after its first shard, then resumed on a local Ray of two
+workers (the first shard is not redone).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def dataset(tmp_path_factory) -> dict:
     second.parent.mkdir(parents=True, exist_ok=True)
     second.with_name(second.name + ".tmp").write_bytes(b"half a shard")   # killed mid-write
     before = first.stat()
-    manifest = gen.generate(tiny_config(out, workers=2), progress=False)  # resumed, in a worker process
+    manifest = gen.generate(tiny_config(out, workers=2), progress=False)  # resumed, on Ray workers
     return {"out": out, "config": config, "first_stat": before, "manifest": manifest}
 
 
@@ -55,11 +56,12 @@ def test_a_resumed_run_keeps_finished_shards_and_completes_the_rest(dataset):
     assert (after.st_ino, after.st_mtime_ns) == (dataset["first_stat"].st_ino, dataset["first_stat"].st_mtime_ns)
     assert second.is_file() and not second.with_name(second.name + ".tmp").exists()
     manifest = read_manifest(out)
-    assert sorted(h["slots"][0] for h in manifest["shards"].values()) == [0, 1]
+    assert sorted(h["slots"][0] for h in manifest["shards"].values()) == [0, 1] and manifest["failed"] == {}
     task = manifest["tasks"][f"{SUITE}/0"]
     assert task["kept"] + task["discarded"] == task["attempts"] and task["kept"] == 2
     assert manifest["config"]["shares"]["barge_in"] == 0.5 and manifest["config"]["rollout"]["noise_levels"] == [0.0]
     assert "mujoco" in manifest["versions"] and "espeak-ng" in manifest["versions"]
+    assert manifest["frame_hz"] == 4.0 and manifest["config"]["rollout"]["frame_hz"] == 4.0
     # a third run finds nothing to do
     gen.generate(dataset["config"], progress=False)
     assert first.stat().st_mtime_ns == after.st_mtime_ns and second.stat().st_mtime_ns == second.stat().st_mtime_ns
@@ -89,6 +91,8 @@ def test_recorded_episodes_read_as_model_ready_blocks(dataset, block_s):
     assert sorted(e.pattern for e in episodes) == ["barge_in", "defective"]
     for ep in episodes:
         assert ep.success_step is not None and ep.state.shape == (ep.steps + 1, 18)
+        # frames at 4 Hz, everything else at the 20 Hz control rate
+        assert ep.frame_hz == 4.0 and len(ep.frames["wrist"]) == ep.steps // 5 + 1 and len(ep.labels) == ep.steps
         pairs = episode_blocks(ep, fmt)
         for block, d in pairs:
             images, present = camera_images(model, block)
@@ -113,6 +117,13 @@ def test_recorded_episodes_read_as_model_ready_blocks(dataset, block_s):
             assert pairs[cancel][0].heard == stop.text
             assert pairs[cancel][0].t_end - block_s < stop.heard_t <= pairs[cancel][0].t_end + 0.05
             assert pairs[cancel + 1][1].actions is None
+
+
+def test_a_block_length_the_stored_frames_cannot_serve_is_refused(dataset):
+    with pytest.raises(ValueError, match=r"stores camera frames at 4 Hz.*0.3 s blocks"):
+        list(DatasetReader(dataset["out"]).sequences(BlockFormat(block_s=0.3)))
+    with pytest.raises(ValueError, match=r"stores camera frames at 4 Hz.*0.3 s blocks"):
+        dataset_counts(dataset["out"], block_s=0.3)
 
 
 def test_answers_match_the_simulator_state(dataset):
@@ -144,6 +155,8 @@ def test_inspect_counts_the_dataset_and_draws_a_contact_sheet(dataset, tmp_path)
     assert counts["utterances"]["instruction"] == 2 and counts["utterances"]["stop"] == 1
     assert counts["robot_turns"]["reject"] == 1 and counts["robot_turns"]["cancel"] == 1
     assert counts["bytes_per_block"] > 0 and counts["blocks"] > 10
+    assert counts["frame_hz"] == 4.0 and counts["frames"] == sum(s // 5 + 1 for s in [
+        ep.steps for ep in DatasetReader(dataset["out"]).episodes()])
     n = contact_sheet(dataset["out"], tmp_path / "sheet.png", n=4)
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert n == 4 and sheet is not None and sheet.shape[1] == 4 * 160

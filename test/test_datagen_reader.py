@@ -180,6 +180,60 @@ def test_blocks_equal_what_the_engine_assembles_from_the_same_streams(block_s):
         assert len(mine.utterances) == len(theirs.utterances), f"utterances of block {mine.index}"
 
 
+def _at_frame_rate(ep: Episode, frame_hz: float) -> Episode:
+    """The episode as the data engine stores it at `frame_hz`: frames of every k-th step only."""
+    k = int(round(HZ / frame_hz))
+    d = episode_to_dict(ep)
+    d["frames"] = {cam: frames[::k] for cam, frames in d["frames"].items()}
+    d["frame_hz"] = frame_hz
+    return episode_from_dict(d)
+
+
+@pytest.mark.parametrize("block_s", [1.0, 0.5, 0.25])
+def test_frames_stored_at_4_hz_give_the_blocks_of_frames_stored_every_step(block_s):
+    full = barge_in_episode()
+    sparse = _at_frame_rate(full, 4.0)
+    assert len(sparse.frames["agentview"]) == STEPS // 5 + 1 and len(sparse.state) == STEPS + 1
+    fmt = BlockFormat(block_s=block_s)
+    for (mine, d_mine), (theirs, d_theirs) in zip(episode_blocks(sparse, fmt), episode_blocks(full, fmt)):
+        for cam in ("agentview", "wrist"):
+            assert np.array_equal(mine.images[cam], theirs.images[cam])
+            assert mine.image_stamps[cam] == theirs.image_stamps[cam]
+        assert np.array_equal(mine.state, theirs.state) and np.array_equal(mine.audio, theirs.audio)
+        assert (d_mine.actions is None) == (d_theirs.actions is None)
+    assert len(episode_blocks(sparse, fmt)) == len(episode_blocks(full, fmt))
+
+
+def test_a_block_length_without_stored_frames_at_its_cuts_is_refused_naming_both():
+    sparse = _at_frame_rate(barge_in_episode(), 4.0)
+    with pytest.raises(ValueError, match=r"stores camera frames at 4 Hz.*0.3 s blocks are cut at ticks without a "
+                                         r"stored frame.*multiple of 0.25 s"):
+        episode_blocks(sparse, BlockFormat(block_s=0.3))
+    with pytest.raises(ValueError, match="0.16 s blocks"):
+        episode_blocks(sparse, BlockFormat(block_s=0.16))
+    # an episode stored before frame rates were chosen has a frame at every step: any block length
+    old = episode_to_dict(barge_in_episode())
+    del old["frame_hz"]
+    assert episode_from_dict(old).frame_hz is None
+    assert len(episode_blocks(episode_from_dict(old), BlockFormat(block_s=0.3))) == 30
+    # frames that do not match the rate the episode names are refused when it is built
+    with pytest.raises(ValueError, match="has 181 frames for 181 observations; at 4 Hz it should have 37"):
+        Episode(**{**vars(barge_in_episode()), "frame_hz": 4.0})
+
+
+def test_a_dataset_reader_refuses_a_block_length_before_reading_an_episode(tmp_path):
+    from ellsa_ros.sim.datagen.reader import DatasetReader
+    from ellsa_ros.sim.datagen.storage import write_manifest
+
+    write_manifest(tmp_path, {"config": {}, "shards": {}, "frame_hz": 4.0})
+    reader = DatasetReader(tmp_path)
+    reader.check(BlockFormat(block_s=0.5))
+    with pytest.raises(ValueError, match=r"dataset .* stores camera frames at 4 Hz.*0.3 s blocks"):
+        next(reader.sequences(BlockFormat(block_s=0.3)))
+    write_manifest(tmp_path, {"config": {}, "shards": {}})        # made before frame rates: every step
+    DatasetReader(tmp_path).check(BlockFormat(block_s=0.3))
+
+
 def test_bad_formats_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="block_s"):
         BlockFormat(block_s=3.0)

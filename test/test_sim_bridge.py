@@ -25,16 +25,18 @@ FRAME_S = 0.032
 class Rig:
     """The bridge over the shared simulator, with a fresh engine (and ReachPolicy) per episode."""
 
-    def __init__(self, replies, target=None, record_frames=False):
+    def __init__(self, replies, target=None, record_frames=False, camera_hz=None, **engine):
         self.env = shared_env()
         self.policy = ReachPolicy(target=target, replies=replies, latency_s=LATENCY_S)
         self.tts, self.vad = make_tts(), make_vad()
         self.engines: list[DuplexEngine] = []
-        self.bridge = SimBridge(self.env, self.make_engine, self.tts, BridgeConfig(record_frames=record_frames))
+        self.engine_config = dict(frame_ms=1000 * FRAME_S, image_size=(64, 64), state_dim=18, **engine)
+        self.bridge = SimBridge(self.env, self.make_engine, self.tts,
+                                BridgeConfig(record_frames=record_frames, camera_hz=camera_hz))
 
     def make_engine(self) -> DuplexEngine:
         engine = DuplexEngine(SteppedWorker(self.policy), ActionLimits.ee_delta(7), self.tts,
-                              EngineConfig(frame_ms=1000 * FRAME_S, image_size=(64, 64), state_dim=18), vad=self.vad)
+                              EngineConfig(**self.engine_config), vad=self.vad)
         self.log = ev.EventLog()
         engine.events.subscribe(self.log)
         self.engines.append(engine)
@@ -77,12 +79,16 @@ def test_hold_before_any_action_keeps_the_gripper_open():
         command_to_action(Command(1.0, np.zeros(6, np.float32), hold=False))
 
 
-def test_cameras_and_state_arrive_every_tick_and_blocks_carry_them(stop_episode):
+def test_state_arrives_every_tick_cameras_at_the_camera_rate_and_blocks_carry_them(stop_episode):
     rig, result, _ = stop_episode
     assert result.error is None
     assert result.steps == 100 and result.sim_time_s == pytest.approx(5.0)
-    assert [t for t, _ in result.frames] == pytest.approx([k * 0.05 for k in range(100)])
-    assert all(set(images) == {"agentview", "wrist", "state"} for _, images in result.frames)
+    assert [t for t, _ in result.states] == pytest.approx([k * 0.05 for k in range(100)])
+    # 1 s blocks and a 0.5 s camera max age: both cameras at 2 Hz (on every cut), the agentview
+    # alone on the other ticks of the 10 fps video; nothing rendered on the rest
+    assert [t for t, _ in result.frames] == pytest.approx([k * 0.05 for k in range(0, 100, 2)])
+    for t, images in result.frames:
+        assert set(images) == ({"agentview", "wrist"} if round(t / 0.05) % 10 == 0 else {"agentview"})
     blocks = rig.policy.blocks
     assert [b.t_end for b in blocks] == pytest.approx([1.0, 2.0, 3.0, 4.0])
     for b in blocks:   # the latest observation of each block is the one pushed on its last tick
@@ -141,7 +147,7 @@ def test_episode_is_written_as_video_and_rosbag(stop_episode, tmp_path):
     _, result, _ = stop_episode
     video = write_video(tmp_path / "episode.mp4", result)
     frames = [f for f in imageio.get_reader(str(video))]   # list() asks len(), which is unknown for mp4
-    assert len(frames) == result.steps and frames[0].shape[1] == 512
+    assert len(frames) == result.steps // 2 and frames[0].shape[:2] == (512, 384)   # 10 fps, the agentview
     bag = write_bag(tmp_path / "bag", result)
     counts: dict[str, int] = {}
     kinds = []
@@ -149,7 +155,9 @@ def test_episode_is_written_as_video_and_rosbag(stop_episode, tmp_path):
         counts[m.channel.topic] = counts.get(m.channel.topic, 0) + 1
         if m.channel.topic == "/events":
             kinds.append(m.ros_msg.data)
-    assert counts["/agentview/image"] == counts["/wrist/image"] == counts["/joint_states"] == result.steps
+    # the bag holds every rendered frame: the agentview at 10 fps, the wrist at the 2 Hz camera rate
+    assert counts["/joint_states"] == result.steps
+    assert counts["/agentview/image"] == result.steps // 2 and counts["/wrist/image"] == result.steps // 10
     assert counts["/events"] == len(result.events) and any("action_halt" in k for k in kinds)
     assert counts["/audio/heard"] == int(np.ceil(len(result.heard_audio) / 1600))
 
@@ -176,3 +184,65 @@ def test_typed_instruction_and_spoken_question_are_answered_while_acting():
     assert [(line["who"], line["source"]) for line in result.transcript] == \
         [("user", "typed"), ("robot", "policy"), ("robot", "cut:barge_in"), ("robot", "policy")]
 
+
+
+def _typed_reach(rig: Rig, seed: int = 2):
+    scenario = Scenario("typed_reach", (UserEvent(0.2, "say", "pick up the black bowl", typed=True),),
+                        Expectations(), duration_s=3.0)
+    return rig.bridge.run(scenario, init_state=3, seed=seed)
+
+
+def test_block_cut_frames_equal_those_of_a_camera_rendered_every_tick():
+    """The same episode twice: cameras rendered on every tick, and at the default rate (2 Hz at
+    0.5 s blocks). The policy gets the same images, pixel for pixel, with the same stamps."""
+    every_tick = Rig(("act",), camera_hz=20.0, block_s=0.5)
+    every_result = _typed_reach(every_tick)
+    reference = list(every_tick.policy.blocks)
+    on_demand = Rig(("act",), block_s=0.5)
+    result = _typed_reach(on_demand)
+    assert every_result.error is None and result.error is None
+    assert len(reference) == len(on_demand.policy.blocks) == 5    # cut at 0.5 .. 2.5 s of 3 s
+    assert any(b.acting for b in reference)                     # the arm moved: the frames differ over time
+    for mine, theirs in zip(on_demand.policy.blocks, reference):
+        assert mine.image_stamps == theirs.image_stamps == {"agentview": pytest.approx(mine.t_end),
+                                                              "wrist": pytest.approx(mine.t_end)}
+        for camera in ("agentview", "wrist"):
+            assert np.array_equal(mine.images[camera], theirs.images[camera]), f"{camera} at {mine.t_end} s"
+        assert np.array_equal(mine.state, theirs.state)
+    assert not np.array_equal(reference[0].images["wrist"], reference[-1].images["wrist"])
+
+
+def test_a_camera_rendered_once_a_block_does_not_trip_the_stale_hold():
+    """1 s blocks, a camera at 1 Hz, and an engine that accepts camera frames up to 1 s old: the
+    frames are 0.95 s old before each cut, the arm is never held for a stale camera."""
+    rig = Rig(("act",), camera_hz=1.0, max_age_s={"camera": 1.0, "state": 0.25, "audio": 0.5})
+    result = _typed_reach(rig)
+    assert result.error is None
+    stale = [e for e in rig.log.of(ev.StaleInput) if e.t > 0.05]
+    assert stale == [] and not any(e.reason.startswith("stale") for e in rig.log.of(ev.ActionHalt))
+    assert any(moving for _, moving in result.motion)
+    for b in rig.policy.blocks:
+        assert b.image_stamps["agentview"] == pytest.approx(b.t_end) and b.stale == ()
+
+
+def test_a_camera_rate_that_cannot_serve_the_blocks_is_refused_naming_both_numbers():
+    half = EngineConfig(block_s=0.5)
+    assert BridgeConfig().camera_interval(half) == 10                        # 2 Hz
+    assert BridgeConfig().camera_interval(EngineConfig(block_s=0.16)) == 1   # cuts on irregular ticks
+    assert BridgeConfig(camera_hz=4.0).camera_interval(half) == 5
+    with pytest.raises(ValueError, match=r"camera_hz=5 Hz cannot serve 0.5 s blocks.*2, 4, 10, 20 Hz"):
+        BridgeConfig(camera_hz=5.0).camera_interval(half)
+    with pytest.raises(ValueError, match="camera_hz=3 Hz does not land on the 20 Hz control ticks"):
+        BridgeConfig(camera_hz=3.0).camera_interval(half)
+    with pytest.raises(ValueError, match="faster than the 20 Hz control rate"):
+        BridgeConfig(camera_hz=30.0).camera_interval(half)
+    # frames 0.95 s old where the engine holds on frames older than 0.5 s
+    with pytest.raises(ValueError, match=r"camera_hz=1 Hz leaves camera frames up to 0.95 s old.*0.5 s"):
+        BridgeConfig(camera_hz=1.0).camera_interval(EngineConfig(block_s=1.0))
+    with pytest.raises(ValueError, match="video_fps=7 Hz does not land"):
+        BridgeConfig(video_fps=7.0).video_interval(20.0)
+    with pytest.raises(ValueError, match="camera_hz=-1"):
+        BridgeConfig(camera_hz=-1.0)
+    # an episode with such a rate does not start: the error is recorded, no step is taken
+    result = _typed_reach(Rig(("act",), camera_hz=5.0, block_s=0.5))
+    assert result.steps == 0 and "camera_hz=5 Hz cannot serve 0.5 s blocks" in result.error

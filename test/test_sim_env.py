@@ -25,8 +25,10 @@ def test_passes_gymnasium_env_checker(env):
 
 def test_observation_names_shapes_and_info(env):
     obs, info = env.reset(seed=3, options={"init_state": 4})
-    assert set(obs) == {"agentview", "wrist", "state"}
-    assert obs["agentview"].shape == (64, 64, 3) and obs["agentview"].dtype == np.uint8
+    assert set(obs) == {"state"}       # cameras are rendered on demand, not in every observation
+    images = env.render_cameras()
+    assert set(images) == {"agentview", "wrist"}
+    assert images["agentview"].shape == (64, 64, 3) and images["agentview"].dtype == np.uint8
     assert obs["state"].shape == (18,) and obs["state"].dtype == np.float32
     assert env.control_hz == 20.0 and env.max_steps == 220
     assert info["task"] == "pick up the black bowl between the plate and the ramekin and place it on the plate"
@@ -35,8 +37,9 @@ def test_observation_names_shapes_and_info(env):
     lo, hi = info["object_boxes"]["plate_1"]
     assert np.all(lo <= info["objects"]["plate_1"] + 1e-6) and np.all(hi >= lo)
     # Images differ from frame to frame only through the scene: the two cameras see different things.
-    assert not np.array_equal(obs["agentview"], obs["wrist"])
-    assert np.array_equal(env.render(), obs["agentview"])
+    assert not np.array_equal(images["agentview"], images["wrist"])
+    assert np.array_equal(env.render(), images["agentview"])
+    assert set(env.render_cameras(("wrist",))) == {"wrist"}
 
 
 def test_state_holds_previous_action_and_finite_difference_velocity(env):
@@ -53,12 +56,13 @@ def test_state_holds_previous_action_and_finite_difference_velocity(env):
 def test_reset_reuses_simulator_and_replays_init_state(env):
     sim = env._sim_env
     first, _ = env.reset(options={"init_state": 7})
+    first_images = env.render_cameras()
     for _ in range(5):
         env.step(env.action_space.sample())
     again, info = env.reset(options={"init_state": 7})
     assert env._sim_env is sim
     assert np.allclose(first["state"], again["state"], atol=1e-6)
-    assert np.array_equal(first["agentview"], again["agentview"])
+    assert np.array_equal(first_images["agentview"], env.render_cameras()["agentview"])
     assert info["step"] == 0
 
 
@@ -67,6 +71,8 @@ def test_truncates_at_step_limit():
     try:
         obs, info = env.reset(options={"init_state": 0})
         assert set(obs) == {"state"}
+        with pytest.raises(RuntimeError, match="cameras=False"):
+            env.render_cameras()
         flags = [env.step(np.zeros(7))[3] for _ in range(3)]
         assert flags == [False, False, True]
         # Another task rebuilds the simulator and reports the new task.
@@ -91,10 +97,31 @@ def test_bad_input_names_what_is_valid(env):
     with pytest.raises(ValueError, match="init_state must be an index in 0-49"):
         env.reset(options={"init_state": 50})
     env.reset(options={"init_state": 0})
+    with pytest.raises(ValueError, match="unknown camera"):
+        env.render_cameras(("left",))
     with pytest.raises(ValueError, match=r"shape \(7,\)"):
         env.step(np.zeros(6))
     with pytest.raises(ValueError, match="finite"):
         env.step(np.array([np.nan] * 7))
+
+
+def test_rendering_on_demand_gives_the_images_of_rendering_every_step(env):
+    """Frames rendered only now and then are pixel for pixel those of a camera rendered after
+    every step: rendering reads the simulator and changes nothing in it."""
+    actions = np.random.default_rng(5).uniform(-0.5, 0.5, (12, 7))
+    env.reset(options={"init_state": 2})
+    every_step = [env.render_cameras()]
+    for action in actions:
+        env.step(action)
+        every_step.append(env.render_cameras())
+    env.reset(options={"init_state": 2})
+    for k, action in enumerate(actions, start=1):
+        env.step(action)
+        if k % 5 == 0:
+            images = env.render_cameras()
+            for camera in ("agentview", "wrist"):
+                assert np.array_equal(images[camera], every_step[k][camera]), f"{camera} at step {k}"
+    assert not np.array_equal(every_step[5]["wrist"], every_step[10]["wrist"])   # the scene did change
 
 
 def test_suite_helpers():

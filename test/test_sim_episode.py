@@ -36,3 +36,14 @@ def test_sim_command_prints_live_and_writes_video_and_bag(tmp_path, capsys, monk
 def test_sim_command_refuses_an_unknown_task(capsys):
     assert cli.main(["sim", "--task", "42"]) == 2
     assert "valid task ids: 0-9" in capsys.readouterr().err
+
+
+def test_sim_command_refuses_a_camera_rate_that_cannot_serve_the_blocks(capsys, monkeypatch):
+    tts, real = make_tts(), sim_robot.SimRobot
+    monkeypatch.setattr(sim_robot, "SimRobot",
+                        lambda spec: real.from_parts(spec, ReachPolicy(replies=("act",)), tts, tts, make_vad()))
+    assert cli.main(["sim", "--block-s", "0.5", "--camera-hz", "5", "--no-asr", "--no-keywords"]) == 2
+    err = capsys.readouterr()
+    assert "camera_hz=5 Hz cannot serve 0.5 s blocks" in err.err and "building the simulator" not in err.out
+    assert cli.main(["sim", "--video-fps", "0"]) == 2
+    assert "video_fps=0.0 must be a positive rate" in capsys.readouterr().err

@@ -2,8 +2,11 @@
 
 Messages are serialized by rclpy (the ROS 2 wheels), written by `rosbags`. Timestamps are
 simulation time in nanoseconds from the start of the episode. Topics:
-  /agentview/image, /wrist/image   sensor_msgs/Image rgb8, every control tick
-  /joint_states                    sensor_msgs/JointState, the 18-d proprioception as position
+  /agentview/image, /wrist/image   sensor_msgs/Image rgb8, every frame the episode rendered: both
+                                   cameras at the bridge's camera rate (what the robot saw), and
+                                   the agentview at the video rate
+  /joint_states                    sensor_msgs/JointState, the 18-d proprioception as position,
+                                   every control tick
   /audio/heard                     std_msgs/Int16MultiArray, the microphone (dims samples, channels)
   /audio/robot                     std_msgs/Int16MultiArray, the robot's voice
   /events                          std_msgs/String, every engine event as JSON
@@ -49,16 +52,16 @@ def write_bag(path: str | Path, result: EpisodeResult, sample_rate: int = 16000)
         def put(topic: str, t: float, msg) -> None:
             writer.write(topics[topic], _ns(t), serialize_message(msg))
 
-        for t, obs in result.frames:
+        for t, images in result.frames:
             for camera in ("agentview", "wrist"):
-                if camera in obs:
-                    put(f"/{camera}/image", t, _image(Image, obs[camera], t, camera))
-            if "state" in obs:
-                js = JointState()
-                js.header.stamp.sec, js.header.stamp.nanosec = divmod(_ns(t), 1_000_000_000)
-                js.name = [f"proprio_{i}" for i in range(len(obs["state"]))]
-                js.position = [float(x) for x in obs["state"]]
-                put("/joint_states", t, js)
+                if camera in images:
+                    put(f"/{camera}/image", t, _image(Image, images[camera], t, camera))
+        for t, state in result.states:
+            js = JointState()
+            js.header.stamp.sec, js.header.stamp.nanosec = divmod(_ns(t), 1_000_000_000)
+            js.name = [f"proprio_{i}" for i in range(len(state))]
+            js.position = [float(x) for x in state]
+            put("/joint_states", t, js)
         for topic, audio in (("/audio/heard", result.heard_audio), ("/audio/robot", result.voice_audio)):
             if audio is None:
                 continue

@@ -2,14 +2,24 @@
 
 One episode runs on a `SteppedClock` through the runtime's `SteppedLoop`, so everything is
 deterministic and inference is paid for in simulated time (the `SteppedWorker`'s latency):
-- every control tick (the environment's 20 Hz) the latest observation goes in, stamped with
-  the tick's time: both camera images and the 18-d proprioception;
+- every control tick (the environment's 20 Hz) the 18-d proprioception goes in, stamped with
+  the tick's time; both cameras are rendered and go in on the ticks of the camera rate
+  (`camera_hz`), which lands on every block cut: the frames a block carries are those an
+  every-tick camera would have given, and no other tick pays for rendering;
 - the engine's command for that tick is the environment's next action; a hold with nothing
   sent yet is zero deltas with the gripper open, a later hold keeps the gripper (the
   engine's `ActionLimits.ee_delta` does that);
 - every audio frame the microphone delivers room noise and the scenario's utterances,
   spoken by a TTS (or played from WAV recordings) at their scripted times; typed events go
   in as typed text; the robot's voice is recorded frame by frame.
+
+The camera rate and the engine's staleness limit: a camera pushed every N ticks is up to
+N - 1 ticks old between its frames, and the engine holds the arm on a camera older than
+`max_age_s["camera"]`. The limit keeps its meaning (a stream that stops still trips it): the
+default camera rate is the slowest that serves the block cuts and stays within the limit,
+and a `camera_hz` whose frames would age past it is refused when the episode starts.
+Recording (`record_frames`): the state of every tick, every rendered camera frame, and the
+agentview at `video_fps` for the video (rendered on its own ticks when no camera frame is).
 
 An episode lasts the scenario's `duration_s`; without one, the environment's step limit
 counted from the end of the user's first utterance (the policy gets the whole budget after
@@ -30,9 +40,10 @@ import numpy as np
 from ellsa_ros.runtime import events as ev
 from ellsa_ros.runtime.actions import Command
 from ellsa_ros.runtime.clock import SteppedClock
-from ellsa_ros.runtime.engine import DuplexEngine
+from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
 from ellsa_ros.runtime.loop import SteppedLoop
 from ellsa_ros.runtime.speech_out import TTS
+from ellsa_ros.sim.frame_rate import check_serves_blocks, frame_interval, serving_intervals
 from ellsa_ros.sim.microphone import Loudspeaker, ScriptedMicrophone, Utterance, read_wav, synthesize
 from ellsa_ros.sim.outcomes import EpisodeTrace, check, measure, unmet
 from ellsa_ros.sim.scenario import Scenario
@@ -45,16 +56,50 @@ GRIPPER_OPEN = -1.0
 @dataclass(frozen=True)
 class BridgeConfig:
     """linger_s: after success, how long an episode may go on for the script or the robot's
-    voice to finish (s). record_frames: keep every observed camera frame (videos, bags).
-    noise_rms / speech_peak: microphone room noise RMS and the peak level of user speech."""
+    voice to finish (s). record_frames: keep what a video and a bag need (every tick's state,
+    every rendered frame, the agentview at `video_fps`). noise_rms / speech_peak: microphone
+    room noise RMS and the peak level of user speech. camera_hz: how often both cameras are
+    rendered into the engine; None: the slowest rate that gives every block cut a frame of its
+    own tick and keeps frames within the engine's camera max age (2 Hz at 0.5 s and 1 s blocks).
+    video_fps: frames per second of the video (the control rate divided by a whole number);
+    None records no video frames (a bag alone)."""
     linger_s: float = 3.0
     record_frames: bool = False
     noise_rms: float = 0.003
     speech_peak: float = 0.5
+    camera_hz: float | None = None
+    video_fps: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.linger_s < 0:
             raise ValueError(f"linger_s={self.linger_s} must be >= 0")
+        if self.camera_hz is not None and not (math.isfinite(self.camera_hz) and self.camera_hz > 0):
+            raise ValueError(f"camera_hz={self.camera_hz} must be a positive rate (Hz) or None")
+        if self.video_fps is not None and not (math.isfinite(self.video_fps) and self.video_fps > 0):
+            raise ValueError(f"video_fps={self.video_fps} must be a positive rate (frames per second) or None")
+
+    def camera_interval(self, engine: EngineConfig) -> int:
+        """Control ticks between camera frames for an engine with this block length, control
+        rate and camera max age; ValueError naming the numbers when `camera_hz` cannot serve it."""
+        period_s = 1.0 / engine.control_hz
+        max_age_s = engine.max_age_s["camera"]
+        if self.camera_hz is None:
+            fresh = [n for n in serving_intervals(engine.block_s, engine.control_hz)
+                     if (n - 1) * period_s <= max_age_s + 1e-9]
+            return max(fresh)
+        every = check_serves_blocks(self.camera_hz, engine.block_s, engine.control_hz, "camera_hz")
+        oldest_s = (every - 1) * period_s
+        if oldest_s > max_age_s + 1e-9:
+            raise ValueError(f"camera_hz={self.camera_hz:g} Hz leaves camera frames up to {oldest_s:g} s old, "
+                             f"but the engine holds the arm on frames older than max_age_s['camera']="
+                             f"{max_age_s:g} s: raise camera_hz to at least {1.0 / (max_age_s + period_s):.3g} Hz "
+                             f"or the engine's camera max age")
+        return every
+
+    def video_interval(self, control_hz: float) -> int | None:
+        """Control ticks between video frames (None: no video); ValueError when video_fps is off
+        the control ticks."""
+        return None if self.video_fps is None else frame_interval(self.video_fps, control_hz, "video_fps")
 
 
 @dataclass
@@ -76,8 +121,12 @@ class EpisodeResult:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    # Not part of the JSON record: for videos and bags. frames: (t, {"agentview", "wrist", "state"}).
+    # Not part of the JSON record: for videos and bags. frames: (t, {camera: image}) for every tick
+    # that rendered (both cameras at the camera rate, the agentview alone on video-only ticks);
+    # states: (t, 18-d state) every tick; video_fps: the rate of the agentview frames for the video.
     frames: list[tuple[float, dict[str, np.ndarray]]] = field(default_factory=list, repr=False)
+    states: list[tuple[float, np.ndarray]] = field(default_factory=list, repr=False)
+    video_fps: float = 0.0
     motion: list[tuple[float, bool]] = field(default_factory=list, repr=False)   # (tick, the arm was commanded to move)
     heard_audio: np.ndarray | None = field(default=None, repr=False)
     voice_audio: np.ndarray | None = field(default=None, repr=False)
@@ -172,6 +221,8 @@ class _EpisodeRun:
         if abs(c.control_hz - env.control_hz) > 1e-9:
             raise ValueError(f"the engine ticks at {c.control_hz} Hz but the environment steps at {env.control_hz} Hz")
         self.period_s = 1.0 / env.control_hz
+        self.camera_every = cfg.camera_interval(c)
+        self.video_every = cfg.video_interval(c.control_hz)
         self.log = ev.EventLog()
         self.engine.events.subscribe(self.log)
         if on_event is not None:
@@ -201,9 +252,11 @@ class _EpisodeRun:
             end_s = heard_s + env.max_steps * self.period_s
         self.n_steps = max(1, math.ceil(end_s / self.period_s - 1e-9))
         self.obs = obs
+        self.cameras = tuple(c for c in CAMERAS if c in self.engine.images) if env.config.cameras else ()
         self.pending_typed = list(self.typed)
         self.motion: list[tuple[float, bool]] = []
         self.frames: list[tuple[float, dict[str, np.ndarray]]] = []
+        self.states: list[tuple[float, np.ndarray]] = []
         self.success_t: float | None = None
         self.steps = 0
         self.clock = SteppedClock(0.0)
@@ -228,14 +281,23 @@ class _EpisodeRun:
         return t >= self.script_end_s and not self.engine.speech.speaking
 
     def _sensors(self, t: float) -> None:
-        for camera in CAMERAS:
-            if camera in self.obs:
-                self.engine.push_image(camera, self.obs[camera], t)
+        # The simulator is as the last step left it: what is rendered now is that step's observation.
+        tick = int(round(t / self.period_s))
+        images: dict[str, np.ndarray] = {}
+        if self.cameras and tick % self.camera_every == 0:
+            images = self.env.render_cameras(self.cameras)
+            for camera, image in images.items():
+                self.engine.push_image(camera, image, t)
+        elif self.cfg.record_frames and self.video_every and "agentview" in self.cameras \
+                and tick % self.video_every == 0:
+            images = self.env.render_cameras(("agentview",))
         self.engine.push_state(self.obs["state"], t)
         while self.pending_typed and self.pending_typed[0].t_start <= t + 1e-9:
             self.engine.push_text(self.pending_typed.pop(0).text, t)
         if self.cfg.record_frames:
-            self.frames.append((t, {k: self.obs[k] for k in (*CAMERAS, "state") if k in self.obs}))
+            self.states.append((t, self.obs["state"]))
+            if images:
+                self.frames.append((t, images))
 
     def _command(self, cmd: Command) -> None:
         self.obs, _reward, terminated, _truncated, _info = self.env.step(command_to_action(cmd))
@@ -260,6 +322,8 @@ class _EpisodeRun:
         result.transcript = transcript(trace.events)
         result.events = [e.to_dict() for e in trace.events]
         result.frames = self.frames
+        result.states = self.states
+        result.video_fps = (self.cfg.video_fps or 0.0) if self.cfg.record_frames else 0.0
         result.motion = self.motion
         result.heard_audio = self.mic.recording()
         result.voice_audio = self.speaker.recording()

@@ -128,9 +128,11 @@ class SimBridgeNode(Node):
 
     def publish_observation(self) -> None:
         stamp = self.get_clock().now().to_msg()
+        # A camera topic publishes every step, whoever subscribes: both are rendered each step.
+        images = self.env.render_cameras(tuple(self.image_pubs)) if self.env.config.cameras else {}
         for camera, pub in self.image_pubs.items():
-            if camera in self.obs:
-                pub.publish(image_msg(self.obs[camera], stamp, camera))
+            if camera in images:
+                pub.publish(image_msg(images[camera], stamp, camera))
         state = JointState(name=[f"proprio_{i}" for i in range(len(self.obs["state"]))],
                            position=[float(x) for x in self.obs["state"]])
         state.header.stamp = stamp
@@ -140,7 +142,7 @@ class SimBridgeNode(Node):
         self.event_pub.publish(String(data=json.dumps({"kind": kind, "t": self.steps * self.period_s, **fields})))
 
     def destroy_node(self) -> None:
-        if self._own_env:
+        if self._own_env and hasattr(self, "env"):   # absent when a bad parameter stopped the start
             self.env.close()
         super().destroy_node()
 

@@ -6,16 +6,21 @@ its controller back, loads one of the task's fixed init states, and runs a few n
 another task rebuilds the simulator (seconds).
 
 Observation (dict):
-  "agentview", "wrist": (H, W, 3) uint8 upright camera images (absent when cameras=False)
   "state": (18,) float32 = eef_pos (m, 3) + eef_axis_angle (rad, 3) + gripper_qpos (m, 2)
            + eef_vel (m/s, 3, finite difference over one control period) + previous action (7)
+Camera images are not in the observation: rendering both 128 px cameras costs about four
+physics steps, and a policy looks at one frame per block (every 10th step at 0.5 s blocks).
+`render_cameras()` renders them when a frame is used: (H, W, 3) uint8 upright images of the
+simulator as it is now, i.e. what the last reset/step left; called right after a step they
+are the images of that step's observation.
 Action: Box(-1, 1, (7,)): end-effector position delta, rotation delta, gripper (-1 open, +1 close).
 Reward: 1.0 on the step the task is achieved, else 0.0. terminated = task success,
 truncated = `max_steps` control steps taken since reset.
 info: success, task (instruction), task_id, suite, init_state (index), step, goal (BDDL goal
 predicates), and privileged scene state for experts and scene questions: objects {name: xyz (m)},
 object_quats {name: wxyz}, object_boxes {name: (lo xyz, hi xyz) (m)} world-aligned bounds of the
-collision geometry, object_sizes {name: extent (m) along the object's own axes}.
+collision geometry, object_sizes {name: extent (m) along the object's own axes}, object_parts
+{name: (centres, rotations, half-extents)} its collision geoms as oriented boxes (SceneGeometry.parts).
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ RESET_OPTIONS = ("task", "init_state")
 @dataclass(frozen=True)
 class LiberoEnvConfig:
     """suite/task_id: the first task built. image_size: camera images are square, in px.
-    cameras: False builds no renderer at all (physics only; the observation is "state" alone).
+    cameras: False builds no renderer at all (physics only; `render_cameras` refuses).
     render_quality: "tuned" for speed, "stock" for robosuite's defaults.
     settle_steps: no-op control steps after loading an init state, not counted in max_steps.
     max_steps: per-episode step limit; None takes the suite's standard limit."""
@@ -84,12 +89,7 @@ class LiberoEnv(gym.Env):
         if render_mode is not None and not self.config.cameras:
             raise ValueError("render_mode='rgb_array' needs cameras=True")
         self.render_mode = render_mode
-        size = self.config.image_size
-        spaces: dict[str, gym.Space] = {}
-        if self.config.cameras:
-            spaces.update({name: gym.spaces.Box(0, 255, (size, size, 3), np.uint8) for name in CAMERAS})
-        spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
-        self.observation_space = gym.spaces.Dict(spaces)
+        self.observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._sim_env = None
         self._build(task_spec(self.config.suite, self.config.task_id))
@@ -166,6 +166,19 @@ class LiberoEnv(gym.Env):
         truncated = self._steps >= self.max_steps and not success
         return self._observation(), float(success), success, truncated, self._info(success)
 
+    def render_cameras(self, cameras: tuple[str, ...] = tuple(CAMERAS)) -> dict[str, np.ndarray]:
+        """Renders `cameras` (names of CAMERAS) of the current simulator state: {name: (H, W, 3)
+        uint8 upright image}. Called whenever a frame is used, after reset() / step()."""
+        if not self.config.cameras:
+            raise RuntimeError("this environment was built with cameras=False: it has no renderer")
+        if self._needs_reset:
+            raise RuntimeError("call reset() before render_cameras()")
+        unknown = [c for c in cameras if c not in CAMERAS]
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}; cameras: {', '.join(CAMERAS)}")
+        size = self.config.image_size
+        return {name: render_camera(self._sim_env.sim, CAMERAS[name], size, size) for name in cameras}
+
     def render(self) -> np.ndarray | None:
         """The agentview image (upright, image_size px) when render_mode is "rgb_array"."""
         if self.render_mode is None:
@@ -225,20 +238,15 @@ class LiberoEnv(gym.Env):
         gripper = self._sim_env.sim.data.qpos[robot._ref_gripper_joint_pos_indexes]
         state = np.concatenate([self._eef_pos(), quat_to_axis_angle(quat_xyzw), gripper, self._eef_vel,
                                 self._previous_action]).astype(np.float32)
-        obs: dict[str, np.ndarray] = {}
-        if self.config.cameras:
-            size = self.config.image_size
-            for name, camera in CAMERAS.items():
-                obs[name] = render_camera(self._sim_env.sim, camera, size, size)
-        obs["state"] = state
-        return obs
+        return {"state": state}
 
     def _info(self, success: bool) -> dict[str, Any]:
         positions, quats, boxes = self._scene.snapshot(self._sim_env.sim)
         return {"success": success, "task": self._task.language, "task_id": self._task.task_id,
                 "suite": self._task.suite, "init_state": self._init_index, "step": self._steps,
                 "goal": list(self._goal), "objects": positions, "object_quats": quats,
-                "object_boxes": boxes, "object_sizes": self._scene.sizes}
+                "object_boxes": boxes, "object_sizes": self._scene.sizes,
+                "object_parts": self._scene.parts(self._sim_env.sim)}
 
 
 def _wxyz_to_xyzw(quat: np.ndarray) -> np.ndarray:

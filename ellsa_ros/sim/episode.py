@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ellsa_ros.runtime import events as ev
+from ellsa_ros.sim.bridge import BridgeConfig
 from ellsa_ros.sim.evaluate import add_robot_arguments, robot_spec
 
 QUIET_EVENTS = (ev.Decided, ev.RobotSpeechUnduck)   # per-block bookkeeping: in the JSON, not on screen
@@ -34,6 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_robot_arguments(parser)
     parser.add_argument("--out", default="sim_runs", metavar="DIR",
                         help="where the run folder goes (default: sim_runs)")
+    parser.add_argument("--camera-hz", type=float, default=None, metavar="HZ",
+                        help="how often both cameras are rendered for the robot (default: the slowest rate "
+                             "that gives every block cut its own frame, 2 Hz at 0.5 s blocks)")
+    parser.add_argument("--video-fps", type=float, default=10.0, metavar="FPS",
+                        help="frames per second of the mp4, from the agentview camera (default: 10)")
     parser.add_argument("--no-video", action="store_true", help="write no mp4")
     parser.add_argument("--no-bag", action="store_true", help="write no rosbag2 recording")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario) if args.scenario else \
             instruction_scenario(args.instruction or "{task}", typed=args.typed)
         spec = robot_spec(args)
+        bridge_config = BridgeConfig(record_frames=not (args.no_video and args.no_bag), camera_hz=args.camera_hz,
+                                     video_fps=None if args.no_video else args.video_fps)
     except (ValueError, ScenarioError, FileNotFoundError) as e:
         print(f"ellsa sim: {e}", file=sys.stderr)
         return 2
@@ -82,12 +90,18 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyLoadError, RuntimeError) as e:
         print(f"ellsa sim: {e}", file=sys.stderr)
         return 2
-    from ellsa_ros.sim.bridge import BridgeConfig, SimBridge
+    try:   # the block length is the policy's: the rates are checked once it is known, before the simulator
+        bridge_config.camera_interval(robot.engine_config())
+        bridge_config.video_interval(robot.engine_config().control_hz)
+    except ValueError as e:
+        print(f"ellsa sim: {e}", file=sys.stderr)
+        return 2
+    from ellsa_ros.sim.bridge import SimBridge
     from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
 
     console.print("building the simulator ...")
     env = LiberoEnv(LiberoEnvConfig(args.suite, args.task, image_size=args.image_size, max_steps=args.steps))
-    bridge = SimBridge(env, robot.make_engine, robot.user_tts, BridgeConfig(record_frames=True))
+    bridge = SimBridge(env, robot.make_engine, robot.user_tts, bridge_config)
     for e in scenario.for_task(spec_task.language).events:
         what = f"silence for {e.duration_s:.1f} s" if e.kind == "silence" else \
             f"{'types' if e.typed else 'says'} ({e.kind}): {_escape(e.text)}"
@@ -99,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "episode.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
     written = [run_dir / "episode.json"]
-    if not args.no_video and result.frames:
+    if not args.no_video and result.video_fps:
         from ellsa_ros.sim.video import write_video
         written.append(write_video(run_dir / "episode.mp4", result))
     if not args.no_bag:

@@ -1,17 +1,17 @@
 """The evaluation's episodes: what one episode of an evaluation is, and the process that runs it.
 
-`EvalSetup` and `EpisodeJob` are plain data (they travel to worker processes). An
-`EpisodeRunner` lives in one process: it builds the simulated robot once and one simulator
-(rebuilt only when the task changes), runs jobs, writes each episode's JSON (and video, when
-chosen) itself, and returns a compact record. Whatever goes wrong in an episode is recorded
-in that episode as a failure with its error; only a policy that cannot be loaded stops the
-evaluation (`SetupError`): no episode could run.
+`EvalSetup` and `EpisodeJob` are plain data (they travel to Ray workers). An
+`EpisodeRunner` lives in one process (the command's, or an `EpisodeWorker` actor's): it builds
+the simulated robot once and one simulator (rebuilt only when the task changes), runs jobs,
+writes each episode's JSON (and video, when chosen) itself, and returns a compact record.
+Whatever goes wrong in an episode is recorded in that episode as a failure with its error; only
+a policy that cannot be loaded stops the evaluation (`SetupError`): no episode could run.
 """
 from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,11 @@ class EpisodeRunner:
             raise SetupError(str(e)) from e
         except Exception as e:  # noqa: BLE001 - the speech stack failing is a setup error too
             raise SetupError(f"cannot build the simulated robot: {type(e).__name__}: {e}") from e
+        try:   # the block length is the policy's: the rates are checked once it is known
+            setup.bridge.camera_interval(self.robot.engine_config())
+            setup.bridge.video_interval(self.robot.engine_config().control_hz)
+        except ValueError as e:
+            raise SetupError(str(e)) from e
         self.scenario = _scenario_source(setup)
         self.env = env
         self._own_env = env is None
@@ -114,8 +119,7 @@ class EpisodeRunner:
             from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
             self.env = LiberoEnv(LiberoEnvConfig(self.setup.suite, job.task_id, image_size=self.setup.image_size))
         if self.bridge is None:
-            bridge_config = BridgeConfig(self.setup.bridge.linger_s, self.setup.videos != "none",
-                                         self.setup.bridge.noise_rms, self.setup.bridge.speech_peak)
+            bridge_config = replace(self.setup.bridge, record_frames=self.setup.videos != "none")
             self.bridge = SimBridge(self.env, self.robot.make_engine, self.robot.user_tts, bridge_config)
         return self.bridge
 
@@ -152,22 +156,30 @@ def _plain(x: Any) -> Any:
     return str(x)
 
 
-# --- worker processes ------------------------------------------------------------------------
+# --- Ray workers -----------------------------------------------------------------------------
 
-_RUNNER: EpisodeRunner | None = None
-_SETUP_ERROR: str | None = None
+class EpisodeWorker:
+    """One Ray actor of an evaluation: its runner (the robot, and a simulator kept across the
+    episodes of a task) is built once. `sys_path`: the driver's import path, appended here so
+    that a `--policy-class` module the driver can import is found by the worker too."""
 
+    def __init__(self, setup: EvalSetup, sys_path: tuple[str, ...] = ()) -> None:
+        import sys
 
-def init_worker(setup: EvalSetup) -> None:
-    """A worker process's initializer: builds its runner, or keeps why it could not."""
-    global _RUNNER, _SETUP_ERROR
-    try:
-        _RUNNER = EpisodeRunner(setup)
-    except SetupError as e:
-        _SETUP_ERROR = str(e)
+        sys.path.extend(p for p in sys_path if p not in sys.path)
+        self.setup_error: str | None = None
+        self.runner: EpisodeRunner | None = None
+        if not Path(setup.out_dir).is_dir():
+            import socket
+            self.setup_error = (f"the worker on {socket.gethostname()} cannot see {setup.out_dir}: on a cluster, "
+                                "--out must be on a file system every node shares")
+            return
+        try:
+            self.runner = EpisodeRunner(setup)
+        except SetupError as e:
+            self.setup_error = str(e)
 
-
-def run_in_worker(job: EpisodeJob) -> dict[str, Any]:
-    if _RUNNER is None:
-        raise SetupError(_SETUP_ERROR or "the worker process has no runner")
-    return _RUNNER.run(job)
+    def run(self, job: EpisodeJob) -> dict[str, Any]:
+        if self.runner is None:
+            raise SetupError(self.setup_error or "the worker has no runner")
+        return self.runner.run(job)

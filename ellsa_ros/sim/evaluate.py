@@ -1,41 +1,37 @@
 """`ellsa eval`: LIBERO evaluation through the duplex runtime, with spoken instructions.
 
     ellsa eval --suite libero_spatial --tasks 0-9 --episodes N [--scenario FILE] [--policy CKPT]
-               [--workers K] --out DIR
+               [--workers K] [--ray ADDRESS] --out DIR
     ellsa eval --instructions FILE.yaml [--policy CKPT] --out DIR
 
 Writes DIR/episodes/*.json (one per episode), DIR/videos/*.mp4 (chosen episodes, transcript
 drawn on the frames), DIR/summary.json and DIR/summary.md, and prints the summary table.
 Episode e of a task starts from the task's init state e (mod 50) unless the scenario fixes one.
 An episode that crashes is recorded as a failure with its error, and the evaluation goes on.
+
+Episodes run on Ray: `--workers K` starts a local Ray of K CPUs for the command (one actor per
+worker, each keeping its robot and simulator across episodes), `--ray ADDRESS` runs them on a
+cluster. With one worker and no cluster the episodes run in this process: a local Ray costs
+seconds to start and its only gain, a policy crash taking down just its worker, does not need
+a second worker.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from ellsa_ros.sim.bridge import BridgeConfig
-from ellsa_ros.sim.eval_runner import (
-    VIDEO_CHOICES,
-    EpisodeJob,
-    EpisodeRunner,
-    EvalSetup,
-    SetupError,
-    init_worker,
-    run_in_worker,
-)
+from ellsa_ros.sim.cluster import ActorPool, ClusterError, JobFailure, RayCluster, add_parallel_arguments
+from ellsa_ros.sim.eval_runner import VIDEO_CHOICES, EpisodeJob, EpisodeRunner, EpisodeWorker, EvalSetup, SetupError
 from ellsa_ros.sim.report import duplex_lines, markdown, summarize, table_rows
 from ellsa_ros.sim.robot import RobotSpec
 from ellsa_ros.sim.scenario import ScenarioError
 
 N_INIT_STATES = 50
-WORKER_ATTEMPTS = 2   # a job whose worker process dies is retried once in a fresh process
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--instructions", metavar="FILE", help="an instruction list YAML (sim/instructions/): "
                                                              "accuracy of act / reject / answer")
     add_robot_arguments(parser)
-    parser.add_argument("--workers", type=int, default=1, help="episodes run in parallel, one process each")
+    add_parallel_arguments(parser, "episodes")
     parser.add_argument("--out", required=True, metavar="DIR", help="where results go")
     parser.add_argument("--videos", choices=VIDEO_CHOICES, default="first",
                         help="which episodes get an mp4 (default: the first of each task)")
@@ -68,6 +64,11 @@ def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-s", type=float, default=None,
                         help="block length (s); default: the one the policy was trained at, else 1.0")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size (px)")
+    parser.add_argument("--camera-hz", type=float, default=None, metavar="HZ",
+                        help="how often both cameras are rendered for the robot (default: the slowest rate "
+                             "that gives every block cut its own frame, 2 Hz at 0.5 s blocks)")
+    parser.add_argument("--video-fps", type=float, default=10.0, metavar="FPS",
+                        help="frames per second of the mp4s, from the agentview camera (default: 10)")
     parser.add_argument("--user-voice", default="hibari", help="TTS that speaks the user's lines")
     parser.add_argument("--robot-voice", default="espeak", help="TTS of the robot")
     parser.add_argument("--no-asr", action="store_true", help="do not transcribe the user for the policy")
@@ -86,7 +87,7 @@ def plan(args: argparse.Namespace) -> tuple[EvalSetup, list[EpisodeJob]]:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     suite = args.suite
     task_spec(suite, 0)   # an unknown suite names the valid ones
@@ -111,7 +112,7 @@ def plan(args: argparse.Namespace) -> tuple[EvalSetup, list[EpisodeJob]]:
             tasks_text = str(scenario.task)
     task_ids = parse_task_ids(tasks_text or "all", suite)
     setup = EvalSetup(robot_spec(args), suite, args.out, args.image_size, args.videos, scenario_path=args.scenario,
-                      typed=args.typed, bridge=BridgeConfig())
+                      typed=args.typed, bridge=BridgeConfig(camera_hz=args.camera_hz, video_fps=args.video_fps))
     jobs = []
     for task_id in task_ids:
         for e in range(args.episodes):
@@ -120,32 +121,39 @@ def plan(args: argparse.Namespace) -> tuple[EvalSetup, list[EpisodeJob]]:
     return setup, jobs
 
 
-def evaluate(setup: EvalSetup, jobs: list[EpisodeJob], workers: int = 1, runner: EpisodeRunner | None = None,
-             progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Runs every job (in this process when workers == 1, else in `workers` processes) and
-    writes the summary; returns the episode records, in job order, and the summary."""
+def evaluate(setup: EvalSetup, jobs: list[EpisodeJob], workers: int | None = 1, runner: EpisodeRunner | None = None,
+             progress: bool = True, ray_address: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Runs every job and writes the summary; returns the episode records, in job order, and
+    the summary. In this process when one worker and no cluster are asked for (or `runner` is
+    given), else on Ray: a local Ray of `workers` CPUs, or the cluster at `ray_address`.
+    Raises ClusterError, before anything is written, when Ray cannot be started or joined."""
     out = Path(setup.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     records: dict[int, dict[str, Any]] = {}
-    bar = _progress_bar(len(jobs), progress)
 
     def done(job: EpisodeJob, record: dict[str, Any]) -> None:
         records[job.index] = record
         bar.update(1)
         bar.set_postfix(success=f"{sum(r['success'] for r in records.values())}/{len(records)}")
-    try:
-        if workers == 1:
-            own = runner or EpisodeRunner(setup)
+    if runner is not None or (ray_address is None and (workers or 1) == 1):
+        out.mkdir(parents=True, exist_ok=True)
+        bar = _progress_bar(len(jobs), progress)
+        own = runner or EpisodeRunner(setup)
+        try:
+            for job in jobs:
+                done(job, own.run(job))
+        finally:
+            bar.close()
+            if runner is None:
+                own.close()
+    else:
+        setup = _portable(setup)
+        with RayCluster(min(workers, len(jobs)) if workers else None, ray_address) as cluster:
+            out.mkdir(parents=True, exist_ok=True)
+            bar = _progress_bar(len(jobs), progress)
             try:
-                for job in jobs:
-                    done(job, own.run(job))
+                _run_on_ray(setup, jobs, cluster.workers, done)
             finally:
-                if runner is None:
-                    own.close()
-        else:
-            _run_in_processes(setup, jobs, workers, done)
-    finally:
-        bar.close()
+                bar.close()
     ordered = [records[j.index] for j in jobs]
     summary = summarize(ordered, setup.suite)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -153,41 +161,40 @@ def evaluate(setup: EvalSetup, jobs: list[EpisodeJob], workers: int = 1, runner:
     return ordered, summary
 
 
-def _run_in_processes(setup: EvalSetup, jobs: list[EpisodeJob], workers: int,
-                      done: Callable[[EpisodeJob, dict[str, Any]], None]) -> None:
-    attempts = {j.index: 0 for j in jobs}
-    pending = list(jobs)
-    # spawn, not fork: MuJoCo's GL contexts and the policy's threads do not survive a fork.
-    context = multiprocessing.get_context("spawn")
-    while pending:
-        retry: list[EpisodeJob] = []
-        with ProcessPoolExecutor(min(workers, len(pending)), mp_context=context, initializer=init_worker,
-                                 initargs=(setup,)) as pool:
-            futures = {pool.submit(run_in_worker, job): job for job in pending}
-            for future in as_completed(futures):
-                job = futures[future]
-                attempts[job.index] += 1
-                try:
-                    done(job, future.result())
-                except SetupError:
-                    pool.shutdown(cancel_futures=True)
-                    raise
-                except BrokenProcessPool:
-                    if attempts[job.index] < WORKER_ATTEMPTS:
-                        retry.append(job)
-                    else:
-                        done(job, _crashed(setup, job, "the worker process died while running this episode"))
-                except Exception as e:  # noqa: BLE001 - recorded; the evaluation goes on
-                    done(job, _crashed(setup, job, f"{type(e).__name__}: {e}"))
-        pending = retry
+def _portable(setup: EvalSetup) -> EvalSetup:
+    """The setup with absolute paths: Ray workers do not run in this working directory."""
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else path
+    policy = setup.robot.policy
+    if policy is not None and Path(policy).exists():
+        policy = absolute(policy)
+    return replace(setup, out_dir=absolute(setup.out_dir), scenario_path=absolute(setup.scenario_path),
+                   instructions_path=absolute(setup.instructions_path), robot=replace(setup.robot, policy=policy))
+
+
+def _run_on_ray(setup: EvalSetup, jobs: list[EpisodeJob], workers: int,
+                done: Callable[[EpisodeJob, dict[str, Any]], None]) -> None:
+    pool = ActorPool(EpisodeWorker, (setup, tuple(sys.path)), min(workers, len(jobs)), fatal=(SetupError,))
+    try:
+        for job in jobs:
+            pool.submit(job, key=job.task_id)
+        for job, result in pool.results():
+            done(job, _crashed(setup, job, result.reason) if isinstance(result, JobFailure) else result)
+    finally:
+        pool.close()
 
 
 def _crashed(setup: EvalSetup, job: EpisodeJob, error: str) -> dict[str, Any]:
-    return {"scenario": setup.scenario_path or setup.instructions_path or "instruction", "suite": setup.suite,
-            "task_id": job.task_id, "task": "", "init_state": job.init_state, "seed": job.seed, "success": False,
-            "steps": 0, "sim_time_s": 0.0, "wall_s": 0.0, "metrics": {}, "checks": {}, "script": [],
-            "transcript": [], "error": error, "passed": False, "job": job.name, "episode": job.episode,
-            "instruction": job.instruction, "expected_outcome": None, "video": None, "json": None}
+    """The record of an episode that has no result of its own, written where its JSON goes."""
+    path = Path(setup.out_dir) / "episodes" / f"{job.name}.json"
+    record = {"scenario": setup.scenario_path or setup.instructions_path or "instruction", "suite": setup.suite,
+              "task_id": job.task_id, "task": "", "init_state": job.init_state, "seed": job.seed, "success": False,
+              "steps": 0, "sim_time_s": 0.0, "wall_s": 0.0, "metrics": {}, "checks": {}, "script": [],
+              "transcript": [], "error": error, "passed": False, "job": job.name, "episode": job.episode,
+              "instruction": job.instruction, "expected_outcome": None, "video": None, "json": str(path)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -220,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ellsa eval: {e}", file=sys.stderr)
         return 2
     try:
-        _records, summary = evaluate(setup, jobs, args.workers)
-    except SetupError as e:
+        _records, summary = evaluate(setup, jobs, args.workers, ray_address=args.ray)
+    except (SetupError, ClusterError) as e:
         print(f"ellsa eval: {e}", file=sys.stderr)
         return 2
     print_summary(summary, args.out)

@@ -3,7 +3,9 @@
 Everything a trainer needs to rebuild time blocks of any length, each with its time on the
 episode clock (seconds from the first recorded observation, after the simulator settled):
 
-- observations at the control rate: camera frames (compressed) and the 18-d proprioception;
+- observations: the 18-d proprioception at the control rate, camera frames (compressed) at the
+  episode's frame rate (`frame_hz`, every few control ticks from tick 0: blocks are cut only
+  where a frame was stored);
 - the executed actions (with DART noise) and the expert's clean labels, and whether the robot
   was meant to act at each step (it holds before an instruction, while paused, after a
   rejection and after the task is done);
@@ -17,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ellsa_ros.sim.frame_rate import frame_interval
 
 UTTERANCE_KINDS = ("instruction", "question", "defective", "stop", "continue", "backchannel")
 CONTROLS = ("", "reject", "cancel", "done")
@@ -64,9 +68,10 @@ class RobotTurn:
 
 @dataclass
 class Episode:
-    """Arrays: frames[camera] is a list of T+1 encoded images; state (T+1, 18) float32 at step
-    times i / control_hz; executed, labels (T, 7) float32 and acting (T,) bool for the action
-    applied at step i; mic (n,) int16 at `sample_rate` from time 0."""
+    """Arrays: state (T+1, 18) float32 at step times i / control_hz; frames[camera] the encoded
+    images of steps 0, k, 2k, ... <= T, k = control_hz / frame_hz (frame_hz None: every step, as
+    datasets made before frame rates were chosen); executed, labels (T, 7) float32 and acting
+    (T,) bool for the action applied at step i; mic (n,) int16 at `sample_rate` from time 0."""
     suite: str
     task_id: int
     instruction: str
@@ -90,17 +95,29 @@ class Episode:
     retries: int = 0
     voices: tuple[str, ...] = ()
     noise: str = ""
+    frame_hz: float | None = None
 
     def __post_init__(self) -> None:
         n_obs = len(self.state)
         if n_obs < 1:
             raise ValueError("an episode needs at least one observation")
+        n_frames = (n_obs - 1) // self.frame_every + 1
         for cam, frames in self.frames.items():
-            if len(frames) != n_obs:
-                raise ValueError(f"camera {cam!r} has {len(frames)} frames for {n_obs} observations")
+            if len(frames) != n_frames:
+                raise ValueError(f"camera {cam!r} has {len(frames)} frames for {n_obs} observations; at "
+                                 f"{self.frame_hz or self.control_hz:g} Hz it should have {n_frames}")
         for name in ("executed", "labels", "acting"):
             if len(getattr(self, name)) != n_obs - 1:
                 raise ValueError(f"{name} has {len(getattr(self, name))} steps, expected {n_obs - 1}")
+
+    @property
+    def frame_every(self) -> int:
+        """Control steps from one stored frame to the next."""
+        return 1 if self.frame_hz is None else frame_interval(self.frame_hz, self.control_hz, "frame_hz")
+
+    def frame(self, camera: str, step: int) -> bytes:
+        """The encoded image of `camera` stored last at or before observation `step`."""
+        return self.frames[camera][step // self.frame_every]
 
     @property
     def steps(self) -> int:

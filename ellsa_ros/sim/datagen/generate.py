@@ -8,20 +8,25 @@ that rate and skipped (its shard is kept with no episodes, so a resumed run skip
 A shard file that exists is complete and is not redone; the random stream of an attempt
 depends only on (seed, suite, task, slot, attempt), so results do not depend on the worker
 count or on interruptions.
+
+Shards run on Ray (`ellsa_ros.sim.cluster`): one actor per worker keeps its simulator and
+voices between shards, on a local Ray of `workers` CPUs or on the cluster at `ray_address`;
+with one worker and no cluster they run in this process. A shard whose worker dies is retried
+once on a fresh worker, then listed under the manifest's "failed" with the reason and left
+unwritten, so that the next run makes it.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import queue
 import sys
 import zlib
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ellsa_ros.sim.cluster import ActorPool, ClusterError, JobFailure, RayCluster
 from ellsa_ros.sim.datagen.patterns import PatternShares
 from ellsa_ros.sim.datagen.rollout import RolloutConfig, run_episode
 from ellsa_ros.sim.datagen.storage import (
@@ -44,7 +49,8 @@ class DatagenConfig:
     tasks: str = "all"                 # per suite: "all", "0-3", "0,2"
     episodes_per_task: int = 100
     seed: int = 0
-    workers: int = 1
+    workers: int | None = 1            # None: every CPU of the cluster at `ray_address`
+    ray_address: str | None = None     # a Ray cluster (HOST:PORT); None: a local Ray when workers > 1
     shard_size: int = 10
     attempts: int = 3                  # tries per demonstration slot
     max_failure_rate: float = 0.5      # in a task's first shard; above it the task is skipped
@@ -66,12 +72,15 @@ class DatagenConfig:
                 raise ValueError(f"no scripted expert for suite {suite!r}; experts exist for: "
                                  f"{', '.join(PICK_PLACE_SUITES)}")
         for name in ("episodes_per_task", "workers", "shard_size", "attempts"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.max_failure_rate < 1.0:
             raise ValueError(f"max_failure_rate must be in [0, 1), got {self.max_failure_rate}")
         if not 16 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be in 16..1024 px, got {self.image_size}")
+        from ellsa_ros.sim.env import LiberoEnv
+        from ellsa_ros.sim.frame_rate import frame_interval
+        frame_interval(self.rollout.frame_hz, LiberoEnv.control_hz, "frame_hz")   # off the control ticks: named now
 
     def identity(self) -> dict:
         d = {k: _plain(getattr(self, k)) for k in IDENTITY}
@@ -102,14 +111,6 @@ class ShardJob:
 
 _ENV = None
 _VOICES = None
-_TICKS = None
-
-
-def _worker_init(ticks) -> None:
-    global _TICKS
-    _TICKS = ticks
-    # one BLAS / OpenMP thread per worker: the workers are the parallelism
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _env_for(config: DatagenConfig, suite: str, task_id: int):
@@ -135,7 +136,6 @@ def make_shard(config: DatagenConfig, job: ShardJob, tick: Callable[[bool], None
     from ellsa_ros.sim.datagen.voices import VoiceBox
     from ellsa_ros.sim.experts import expert_for
 
-    tick = tick or (_TICKS.put if _TICKS is not None else None)
     env = _env_for(config, job.suite, job.task_id)
     _VOICES = _VOICES or VoiceBox()
     expert = expert_for(job.suite)
@@ -200,13 +200,21 @@ def _existing(config: DatagenConfig, job: ShardJob, manifest_shards: dict) -> di
 
 def generate(config: DatagenConfig, progress: bool = True, stop_after: int | None = None) -> dict:
     """Makes (or completes) the dataset in `config.out`; returns the manifest.
-    `stop_after`: end after that many new shards (an interruption, for resume checks)."""
+    `stop_after`: end after that many new shards (an interruption, for resume checks).
+    Raises ClusterError, before anything is written, when Ray cannot be started or joined."""
+    with _Runner(config) as runner:
+        return _complete(config, runner, progress, stop_after)
+
+
+def _complete(config: DatagenConfig, runner: _Runner, progress: bool, stop_after: int | None) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         manifest = read_manifest(out)
     except FileNotFoundError:
         manifest = {}
+    if manifest:   # made before frame rates were chosen: a frame every control step
+        manifest["config"]["rollout"].setdefault("frame_hz", 20.0)
     if manifest and manifest["config"] != _plain(config.identity()):
         changed = sorted(k for k in config.identity() if manifest["config"].get(k) != _plain(config.identity()[k]))
         raise ValueError(f"{out} holds data made with other settings ({', '.join(changed)} differ); "
@@ -214,7 +222,7 @@ def generate(config: DatagenConfig, progress: bool = True, stop_after: int | Non
     shards: dict = dict(manifest.get("shards", {}))
     manifest = {"config": _plain(config.identity()), "suites": list(config.suites),
                 "episodes_per_task": max(config.episodes_per_task, manifest.get("episodes_per_task", 0)),
-                "versions": software_versions(), "shards": shards}
+                "frame_hz": config.rollout.frame_hz, "versions": software_versions(), "shards": shards}
     jobs = plan_jobs(config)
     todo, done_headers = [], {}
     for job in jobs:
@@ -236,22 +244,31 @@ def generate(config: DatagenConfig, progress: bool = True, stop_after: int | Non
     ready = [j for j in ready if (j.suite, j.task_id) not in skipped]
     made = 0
     bar = _progress_bar(sum(j.slots[1] - j.slots[0] for j in todo), progress)
-    with _Runner(config, bar) as runner:
-        for job in ready:
-            runner.submit(job)
-        for job, header in runner.results():
-            made += 1
-            shards[str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))] = header
+    manifest["failed"] = {}
+    for job in ready:
+        runner.submit(job)
+    for job, header in runner.results(bar):
+        made += 1
+        rel = str(shard_path(out, job.suite, job.task_id, job.index).relative_to(out))
+        task = (job.suite, job.task_id)
+        if isinstance(header, JobFailure):
+            manifest["failed"][rel] = header.reason
+            print(f"\nshard {rel} not made: {header.reason}", file=sys.stderr)
+            for later in waiting.pop(task, []) if job.probe else ():
+                manifest["failed"][str(shard_path(out, *task, later.index).relative_to(out))] = \
+                    f"not started: the task's first shard ({rel}) failed"
             write_manifest(out, manifest)
-            task = (job.suite, job.task_id)
-            if header["skipped"]:
-                skipped.add(task)
-                print(f"\nskipping {job.suite} task {job.task_id}: {header['skipped']}", file=sys.stderr)
-            elif job.probe:
-                for later in waiting.pop(task, []):
-                    runner.submit(later)
-            if stop_after is not None and made >= stop_after:
-                break
+            continue
+        shards[rel] = header
+        write_manifest(out, manifest)
+        if header["skipped"]:
+            skipped.add(task)
+            print(f"\nskipping {job.suite} task {job.task_id}: {header['skipped']}", file=sys.stderr)
+        elif job.probe:
+            for later in waiting.pop(task, []):
+                runner.submit(later)
+        if stop_after is not None and made >= stop_after:
+            break
     bar.close()
     manifest["tasks"] = task_summary(shards)
     write_manifest(out, manifest)
@@ -278,30 +295,58 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="demo", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-class _Runner:
-    """Runs shard jobs in this process (workers=1) or in a pool of spawned processes; counts
-    each attempt on the progress bar as it finishes."""
+class ShardWorker:
+    """One Ray actor of a run: the simulator (kept while the task stays the same) and the
+    voices live in this process between shards; each attempt is put on `ticks` (kept or not)
+    as it finishes. `sys_path`: the driver's import path, appended here."""
 
-    def __init__(self, config: DatagenConfig, bar) -> None:
-        self.config, self.bar = config, bar
+    def __init__(self, config: DatagenConfig, ticks, sys_path: tuple[str, ...] = ()) -> None:
+        sys.path.extend(p for p in sys_path if p not in sys.path)
+        self.config, self.ticks = config, ticks
+        self.error = ""
+        if not Path(config.out).is_dir():
+            import socket
+            self.error = (f"the worker on {socket.gethostname()} cannot see {config.out}: on a cluster, "
+                          "--out must be on a file system every node shares")
+
+    def make(self, job: ShardJob) -> dict:
+        if self.error:
+            raise ClusterError(self.error)
+        return make_shard(self.config, job, self.ticks.put_nowait)
+
+
+class _Runner:
+    """Runs shard jobs in this process (one worker, no cluster) or on `ShardWorker` actors;
+    counts each attempt on the progress bar as it finishes. Entering starts or joins Ray."""
+
+    def __init__(self, config: DatagenConfig) -> None:
+        self.config = config
+        self.bar = None
         self.kept = self.discarded = 0
-        self.pool = None
-        self.ticks = None
         self.queued: list[ShardJob] = []
-        self.pending: dict = {}
+        self.pool: ActorPool | None = None
+        self.ticks = None
+        self._stack = ExitStack()
 
     def __enter__(self) -> _Runner:
-        if self.config.workers > 1:
-            ctx = mp.get_context("spawn")      # a fresh interpreter each: GL contexts do not survive fork
-            self.ticks = ctx.Queue()
-            self.pool = ctx.Pool(self.config.workers, initializer=_worker_init, initargs=(self.ticks,),
-                                 maxtasksperchild=None)
+        config = self.config
+        if config.ray_address is None and (config.workers or 1) == 1:
+            return self
+        with ExitStack() as stack:
+            cluster = stack.enter_context(RayCluster(config.workers, config.ray_address))
+            from ray.util.queue import Queue
+
+            self.ticks = Queue(actor_options={"num_cpus": 0})
+            # Ray workers do not run in this working directory
+            portable = replace(config, out=Path(config.out).resolve())
+            self.pool = ActorPool(ShardWorker, (portable, self.ticks, tuple(sys.path)), cluster.workers,
+                                  method="make", fatal=(ClusterError,), poll=self._drain)
+            stack.callback(self.pool.close)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate() if exc[0] else self.pool.close()
-            self.pool.join()
+        self._stack.__exit__(*exc)
 
     def _tick(self, ok: bool) -> None:
         self.kept += ok
@@ -310,29 +355,30 @@ class _Runner:
         if ok:
             self.bar.update(1)
 
+    def _drain(self) -> None:
+        n = self.ticks.qsize()
+        for ok in self.ticks.get_nowait_batch(n) if n else ():
+            self._tick(ok)
+
     def submit(self, job: ShardJob) -> None:
         if self.pool is None:
             self.queued.append(job)
         else:
-            self.pending[self.pool.apply_async(make_shard, (self.config, job))] = job
+            self.pool.submit(job, key=(job.suite, job.task_id))
 
-    def results(self):
-        """Yields (job, header) as shards finish, including shards submitted meanwhile."""
+    def results(self, bar):
+        """Yields (job, header or JobFailure) as shards finish, shards submitted meanwhile included."""
+        self.bar = bar
         while self.queued:
             job = self.queued.pop(0)
             header = make_shard(self.config, job, self._tick)
             self._catch_up(job, header)
             yield job, header
-        while self.pending:
-            try:
-                self._tick(self.ticks.get(timeout=0.5))
-            except queue.Empty:
-                pass
-            for result in [r for r in self.pending if r.ready()]:
-                job = self.pending.pop(result)
-                header = result.get()          # a worker's exception surfaces here, with its traceback
+        for job, header in self.pool.results() if self.pool is not None else ():
+            self._drain()
+            if not isinstance(header, JobFailure):
                 self._catch_up(job, header)
-                yield job, header
+            yield job, header
 
     def _catch_up(self, job: ShardJob, header: dict) -> None:
         # slots that produced no episode still count towards the bar's total

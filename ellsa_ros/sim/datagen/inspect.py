@@ -1,8 +1,9 @@
 """`ellsa datagen --inspect DIR`: what a dataset holds, and a contact sheet of it.
 
-Counts come from the manifest (attempts, discards, skipped tasks) and from the episodes
-(patterns, utterance kinds, robot controls, duration, blocks at a given block length, bytes).
-The contact sheet is a PNG grid: for sampled utterances, the agentview frame at the moment the
+Counts come from the manifest (attempts, discards, skipped tasks, frame rate) and from the
+episodes (patterns, utterance kinds, robot controls, duration, blocks at a given block length,
+stored frames per camera, bytes).
+The contact sheet is a PNG grid: for sampled utterances, the agentview frame stored last when the
 user finished speaking, captioned with what was said and what the robot was to answer.
 """
 from __future__ import annotations
@@ -24,12 +25,14 @@ def dataset_counts(root: str | Path, block_s: float = 1.0) -> dict:
     reader = DatasetReader(root)
     m = reader.manifest
     patterns, utterances, controls, voices, noise = Counter(), Counter(), Counter(), Counter(), Counter()
-    episodes = steps = blocks = retried = 0
+    episodes = steps = blocks = retried = frames = 0
     duration = 0.0
     fmt = BlockFormat(block_s=block_s)
+    reader.check(fmt)
     for ep in reader.episodes():
         episodes += 1
         steps += ep.steps
+        frames += len(ep.frames.get("agentview", ()))
         duration += ep.duration_s
         blocks += len(block_times(ep.duration_s, fmt))
         retried += ep.retries > 0
@@ -43,6 +46,7 @@ def dataset_counts(root: str | Path, block_s: float = 1.0) -> dict:
     return {
         "episodes": episodes, "hours": round(duration / 3600.0, 4), "steps": steps,
         "blocks": blocks, "block_s": block_s, "bytes": shard_bytes,
+        "frames": frames, "frame_hz": reader.frame_hz,
         "bytes_per_block": round(shard_bytes / blocks, 1) if blocks else 0.0,
         "attempts": sum(h["attempts"] for h in m["shards"].values()),
         "discarded": sum(h["discarded"] for h in m["shards"].values()),
@@ -77,7 +81,7 @@ def contact_sheet(root: str | Path, out_png: str | Path, n: int = 12, columns: i
             i = min(ep.steps, int(round(u.heard_t * ep.control_hz)))
             reply = next((r for r in ep.robot if abs(r.t - u.heard_t) < 1e-6), None)
             answer = "" if reply is None else (f"[{reply.control}] " if reply.control else "") + reply.say
-            samples.append((ep.frames["agentview"][i], [f"{ep.pattern} t={u.t_start:.1f}s", f"user: {u.text}",
+            samples.append((ep.frame("agentview", i), [f"{ep.pattern} t={u.t_start:.1f}s", f"user: {u.text}",
                                                         f"robot: {answer or '(silent)'}"]))
     if not samples:
         raise ValueError(f"{root} holds no utterances to show")

@@ -4,8 +4,10 @@
 it when the same streams are played into it on the stepped clock (`SteppedLoop`): blocks
 are cut at the first control tick at or after each block end; audio is the microphone
 frames that started within the block and had arrived by then; images and state are the
-latest at that tick; utterances are handed over once the voice detector has ended them
-(`Utterance.heard_t`), as text in `heard` (what a perfect listener would transcribe).
+latest at that tick (so every cut must be a tick with a stored frame: a block length that the
+episode's frame rate does not serve is refused, naming both); utterances are handed over once
+the voice detector has ended them (`Utterance.heard_t`), as text in `heard` (what a perfect
+listener would transcribe).
 
 The target `Decision` of a block: the robot's turns that became due within it (words, and
 reject / cancel / done), and the expert's labels at the control rate from the block's
@@ -32,6 +34,7 @@ from ellsa_ros.runtime.policy import Decision
 from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS
 from ellsa_ros.sim.datagen.episode import Episode
 from ellsa_ros.sim.datagen.storage import read_manifest, read_shard
+from ellsa_ros.sim.frame_rate import frame_interval, serves_blocks
 
 EPS = 1e-9
 
@@ -76,6 +79,18 @@ class _Speech:
     start: float
     end: float
     cut_at: float | None = None
+
+
+def check_frame_rate(frame_hz: float | None, fmt: BlockFormat, what: str) -> None:
+    """Refuses `fmt` when its block cuts fall on ticks without a stored frame; `frame_hz` None:
+    a frame at every tick (data made before frame rates were chosen)."""
+    if frame_hz is None:
+        return
+    every = frame_interval(frame_hz, fmt.control_hz, "frame_hz")
+    if not serves_blocks(every, fmt.block_s, fmt.control_hz):
+        raise ValueError(f"{what} stores camera frames at {frame_hz:g} Hz (every {every} control ticks at "
+                         f"{fmt.control_hz:g} Hz); {fmt.block_s:g} s blocks are cut at ticks without a stored "
+                         f"frame: read it at a block length that is a multiple of {every / fmt.control_hz:g} s")
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -145,6 +160,7 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
     missing = [c for c in fmt.cameras if c not in ep.frames]
     if missing:
         raise ValueError(f"episode {ep.key} has no frames of camera(s) {missing}; it has {sorted(ep.frames)}")
+    check_frame_rate(ep.frame_hz, fmt, f"episode {ep.key}")
     times = block_times(ep.duration_s, fmt)
     decisions = _decisions(ep, fmt, times)
     speech = _robot_speech(ep, fmt, times, decisions)
@@ -168,7 +184,7 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
             and times[k - 1][1] + len(prev.actions) / fmt.control_hz > cut + EPS
         block = Block(
             index=k, t_start=t0, t_end=t1, audio=audio, sample_rate=fmt.sample_rate,
-            images={c: decode_image(ep.frames[c][i]) for c in fmt.cameras},
+            images={c: decode_image(ep.frame(c, i)) for c in fmt.cameras},
             image_stamps={c: i / fmt.control_hz for c in fmt.cameras},
             state=ep.state[i].copy(), state_stamp=i / fmt.control_hz,
             utterances=[mic[int(round(max(0.0, u.t_start - fmt.preroll_s) * fmt.sample_rate)):
@@ -190,6 +206,11 @@ class DatasetReader:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         self.shards = sorted(p for p, h in self.manifest["shards"].items() if h["kept"] > 0)
+        self.frame_hz: float | None = self.manifest.get("frame_hz")   # absent: a frame every step
+
+    def check(self, fmt: BlockFormat) -> None:
+        """Refuses, before any episode is read, a block length the dataset's frame rate cannot serve."""
+        check_frame_rate(self.frame_hz, fmt, f"the dataset {self.root}")
 
     def episodes(self, shuffle_seed: int | None = None, part: tuple[int, int] = (0, 1)) -> Iterator[Episode]:
         """Episodes of this reader's part (`part` = (i, n): every n-th shard from the i-th, so
@@ -209,6 +230,7 @@ class DatasetReader:
 
     def sequences(self, fmt: BlockFormat, **kw) -> Iterator[list[tuple[Block, Decision]]]:
         """One list of (Block, Decision) per episode: what the trainer lays out as one sequence."""
+        self.check(fmt)
         for ep in self.episodes(**kw):
             yield episode_blocks(ep, fmt)
 

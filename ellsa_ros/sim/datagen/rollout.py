@@ -7,7 +7,10 @@ noise led to, so the data shows how to recover. The expert re-grasps after a fai
 (its `retries`); such episodes are kept when they end in success. The robot holds (zero
 motion, gripper as it was) before an instruction, while paused and after the task is done.
 
-Times are seconds on the episode clock: observation i is taken at i / control_hz.
+Times are seconds on the episode clock: observation i is taken at i / control_hz. The state,
+actions, labels and audio are kept at the full rate; both cameras are rendered and stored
+only at `frame_hz` (every few steps from step 0): rendering is most of a step's cost, and the
+reader cuts blocks only where a frame was stored (at 4 Hz, block lengths of multiples of 0.25 s).
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ from ellsa_ros.sim.datagen.episode import Episode, RobotTurn, Utterance
 from ellsa_ros.sim.datagen.patterns import During, InteractionPlan, PatternShares, plan_episode
 from ellsa_ros.sim.datagen.scene_talk import evidence_of
 from ellsa_ros.sim.datagen.voices import NOISE_KINDS, SAMPLE_RATE, Voice, VoiceBox, background_noise, mix_microphone
+from ellsa_ros.sim.frame_rate import frame_interval
 
+CAMERAS = ("agentview", "wrist")
 DONE_REPLIES = ("Done.", "All done.", "Finished.", "")
 IMAGE_CODECS = ("jpeg", "png")
 
@@ -36,7 +41,8 @@ class RolloutConfig:
     detector's hangover). response_wait_s: how long the user lets the robot answer before
     speaking again (plus the length of its answer). tail_s: recorded after success; at least
     the longest block (2 s) so that the block with the done label exists at every block length.
-    stuck_s: the expert reports it is done but the task is not: the attempt fails after this."""
+    stuck_s: the expert reports it is done but the task is not: the attempt fails after this.
+    frame_hz: camera frames stored per second (the control rate divided by a whole number)."""
     noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
     voices: tuple[Voice, ...] = (Voice("espeak", "en-us"),)
     robot_voice: Voice = Voice("espeak", "en-us+m3")
@@ -50,6 +56,7 @@ class RolloutConfig:
     stuck_s: float = 3.0
     image_codec: str = "jpeg"
     jpeg_quality: int = 90
+    frame_hz: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.noise_levels or any(not 0.0 <= s <= 1.0 for s in self.noise_levels):
@@ -63,6 +70,8 @@ class RolloutConfig:
             raise ValueError(f"image_codec must be one of {IMAGE_CODECS}, got {self.image_codec!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1-100, got {self.jpeg_quality}")
+        if not (math.isfinite(self.frame_hz) and self.frame_hz > 0):
+            raise ValueError(f"frame_hz must be a positive rate (Hz), got {self.frame_hz}")
         for name in ("heard_delay_s", "response_wait_s", "tail_s", "stuck_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -244,8 +253,15 @@ def run_episode(env, expert, voices: VoiceBox, cfg: RolloutConfig, shares: Patte
     plan = plan_episode(pattern, task.language, info["object_boxes"], rng)
     noise_std = float(cfg.noise_levels[int(rng.integers(len(cfg.noise_levels)))])
     ep = _Episode(env, expert, voices, cfg, plan, rng, info)
-    cams = [c for c in ("agentview", "wrist") if c in obs]
-    frames = {c: [encode_image(obs[c], cfg.image_codec, cfg.jpeg_quality)] for c in cams}
+    frame_every = frame_interval(cfg.frame_hz, ep.hz, "frame_hz")
+    cams = CAMERAS if env.config.cameras else ()
+    frames: dict[str, list[bytes]] = {c: [] for c in cams}
+
+    def store_frames() -> None:
+        for c, image in env.render_cameras(cams).items():
+            frames[c].append(encode_image(image, cfg.image_codec, cfg.jpeg_quality))
+    if cams:
+        store_frames()
     states, executed, labels, acting = [obs["state"]], [], [], []
     gripper, success_step, end_step, stuck = -1.0, None, None, 0
     step = 0
@@ -271,8 +287,8 @@ def run_episode(env, expert, voices: VoiceBox, cfg: RolloutConfig, shares: Patte
         obs, _, _, _, info = env.step(action)
         ep.info = info
         step += 1
-        for c in cams:
-            frames[c].append(encode_image(obs[c], cfg.image_codec, cfg.jpeg_quality))
+        if cams and step % frame_every == 0:
+            store_frames()
         states.append(obs["state"])
         executed.append(action.astype(np.float32))
         labels.append(label.astype(np.float32))
@@ -302,5 +318,5 @@ def run_episode(env, expert, voices: VoiceBox, cfg: RolloutConfig, shares: Patte
         executed=np.asarray(executed, np.float32).reshape(-1, 7), labels=np.asarray(labels, np.float32).reshape(-1, 7),
         acting=np.asarray(acting, bool), mic=mic, utterances=utterances, robot=robot, success_step=success_step,
         retries=int(getattr(expert, "retries", 0)), voices=(ep.user.name, cfg.robot_voice.name),
-        noise=f"{noise_kind}@{noise_db:.1f}dBFS")
+        noise=f"{noise_kind}@{noise_db:.1f}dBFS", frame_hz=cfg.frame_hz)
     return RolloutResult(episode, "", step)

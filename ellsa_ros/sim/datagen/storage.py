@@ -6,7 +6,7 @@ A dataset directory:
     libero_spatial/task00/shard0000.msgpack.zst    episodes of one task (msgpack, zstd-compressed)
 
 A shard holds the episodes of consecutive demonstration slots of one task, plus what it cost:
-attempts, discarded attempts and why. Frames are JPEG or PNG bytes as recorded; arrays are
+attempts, discarded attempts and why. Frames are JPEG or PNG bytes as recorded, at the episode's `frame_hz`; arrays are
 raw little-endian buffers with dtype and shape (msgpack, never pickle: a data file must not
 be able to run code); the microphone is FLAC (lossless). Shards are written to a temporary
 name and renamed, so a shard file that exists is complete: an interrupted run leaves at most
@@ -71,7 +71,7 @@ def episode_to_dict(e: Episode) -> dict[str, Any]:
         "mic_samples": len(e.mic),
         "utterances": [{**asdict(u), "keywords": list(u.keywords)} for u in e.utterances],
         "robot": [asdict(r) for r in e.robot], "success_step": e.success_step, "retries": e.retries,
-        "voices": list(e.voices), "noise": e.noise,
+        "voices": list(e.voices), "noise": e.noise, "frame_hz": e.frame_hz,
     }
 
 
@@ -85,7 +85,7 @@ def episode_from_dict(d: dict[str, Any]) -> Episode:
         executed=_unarray(d["executed"]), labels=_unarray(d["labels"]), acting=_unarray(d["acting"]),
         mic=mic, utterances=[Utterance(**{**u, "keywords": tuple(u["keywords"])}) for u in d["utterances"]],
         robot=[RobotTurn(**r) for r in d["robot"]], success_step=d["success_step"], retries=d["retries"],
-        voices=tuple(d["voices"]), noise=d["noise"])
+        voices=tuple(d["voices"]), noise=d["noise"], frame_hz=d.get("frame_hz"))   # absent: every step
 
 
 def write_shard(path: Path, header: dict[str, Any], episodes: list[Episode]) -> int:
