@@ -88,3 +88,32 @@ def test_the_embedded_default_loads_and_a_missing_checkpoint_is_named(tmp_path):
 
 def test_tiny_has_fewer_than_5m_parameters():
     assert sum(p.numel() for p in EllsaNet(sized("tiny")).parameters()) < 5_000_000
+
+
+def test_a_checkpoint_from_before_the_sentence_encoder_loads_and_runs_without_it(tmp_path):
+    # the embedded default was written before the field existed, as a `small` model, which now has it on
+    shipped = json.loads((model.DEFAULT_CHECKPOINT / checkpoint.CONFIG_FILE).read_text())["config"]
+    assert "sentence_dim" not in shipped and sized("small").sentence_dim == 384
+    policy = model.load_policy()
+    assert policy.config.sentence_dim == 0 and policy.sentences is None and policy.backend.net.sentence is None
+    d = policy.step(sample_block())
+    assert not d.info["sentence"] and policy.vocab.sentence is None
+    assert policy.vocab.size == policy.backend.net.core.embed.num_embeddings
+    folder = checkpoint.save(net(), tmp_path / "old")
+    meta = json.loads((folder / checkpoint.CONFIG_FILE).read_text())
+    del meta["config"]["sentence_dim"]
+    (folder / checkpoint.CONFIG_FILE).write_text(json.dumps(meta))
+    assert checkpoint.load(folder).c.sentence_dim == 0
+
+
+def test_a_sentence_checkpoint_round_trips_with_its_projection(tmp_path):
+    a = net(sentence_dim=384)
+    folder = checkpoint.save(a, tmp_path / "ck")
+    b = checkpoint.load(folder)
+    assert b.c.sentence_dim == 384 and torch.equal(b.sentence.weight, a.sentence.weight)
+    assert b.core.embed.num_embeddings == EllsaNet(sized("tiny")).core.embed.num_embeddings + 1  # the <sent> slot
+    p1, p2 = model.load_policy(folder), model.load_policy(folder)
+    d1, d2 = p1.step(sample_block()), p2.step(sample_block())
+    assert d1.info["sentence"] and d1.say == d2.say and np.array_equal(d1.actions, d2.actions)
+    with pytest.raises(ValueError, match="sentence_dim"):
+        ModelConfig(sentence_dim=-1)

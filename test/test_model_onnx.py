@@ -18,10 +18,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=[0, 384], ids=["plain", "sentence"])
+def exported(tmp_path_factory, request):
     torch.manual_seed(0)
-    net = EllsaNet(sized("tiny", action_head="fast", max_text_tokens=4, max_action_tokens=12)).eval()
+    net = EllsaNet(sized("tiny", action_head="fast", max_text_tokens=4, max_action_tokens=12,
+                         sentence_dim=request.param)).eval()
     folder = checkpoint.save(net, tmp_path_factory.mktemp("ck") / "tiny")
     assert ellsa(["export", str(folder)]) == 0
     return folder, net
@@ -59,6 +60,13 @@ def test_step_graph_matches_torch_within_1e4_with_a_cache(exported):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     mel = rng.standard_normal((42, c.n_mels)).astype(np.float32)
     np.testing.assert_allclose(onnx.encode_audio(mel), eager.encode_audio(mel), atol=1e-4, rtol=0)
+    if c.sentence_dim:
+        embedding = rng.standard_normal(c.sentence_dim).astype(np.float32)
+        got, want = onnx.encode_sentence(embedding), eager.encode_sentence(embedding)
+        assert got.shape == (c.d_model,)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    else:
+        assert not (folder / "onnx" / "sentence.onnx").exists()
 
 
 def test_onnx_policy_decides_as_the_torch_policy(exported):
@@ -72,6 +80,7 @@ def test_onnx_policy_decides_as_the_torch_policy(exported):
         if d2.actions is not None:
             np.testing.assert_allclose(d1.actions, d2.actions, atol=1e-4)
     assert list(p_onnx.stream) == list(p_torch.stream)
+    assert (p_torch.vocab.sentence in {t for _, t in p_torch.stream}) == bool(p_torch.config.sentence_dim)
 
 
 def test_onnx_policy_without_export_names_the_command(tmp_path):

@@ -10,12 +10,14 @@ import torch
 from ellsa_ros.model.config import sized
 from ellsa_ros.model.encoders import MEL_CONTEXT, AudioStream
 from ellsa_ros.model.fast import FastTokenizer
-from ellsa_ros.model.layout import SPECIAL_ID, Vocab
+from ellsa_ros.model.inputs import heard_text
+from ellsa_ros.model.layout import SENTENCE, SPECIAL_ID, Vocab
 from ellsa_ros.model.network import EllsaNet
 from ellsa_ros.model.policy import ModelPolicy
+from ellsa_ros.model.sentence import shared_encoder
 from ellsa_ros.model.text_tokenizer import TextTokenizer
 from ellsa_ros.model.torch_backend import TorchBackend
-from ellsa_ros.model.training_batch import BlockExample, episode_segment
+from ellsa_ros.model.training_batch import BlockExample, collate, episode_segment
 from ellsa_ros.runtime.blocks import Block
 from ellsa_ros.runtime.policy import Decision, Policy
 
@@ -25,11 +27,23 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TEXT = TextTokenizer()
 
 
+class RecordingBackend(TorchBackend):
+    """The torch backend, keeping the features of every token it was fed."""
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.fed: list[np.ndarray] = []
+
+    def step(self, ids, features, *rest):
+        self.fed.append(np.array(features))
+        return super().step(ids, features, *rest)
+
+
 def make_policy(**kw) -> ModelPolicy:
     torch.manual_seed(0)
     c = sized("tiny", **{"max_text_tokens": 4, "max_action_tokens": 12, **kw})  # untrained: decodes to the limits
     fast = FastTokenizer(c.chunk, c.dof, c.fast_scale) if c.action_head == "fast" else None
-    return ModelPolicy(TorchBackend(EllsaNet(c).eval()), TEXT, fast)
+    return ModelPolicy(RecordingBackend(EllsaNet(c).eval()), TEXT, fast)
 
 
 def block(i: int, heard: str = "", images=True, state=True, audio=None, size=128) -> Block:
@@ -55,16 +69,21 @@ def test_policy_steps_blocks_and_returns_decisions(head):
     assert policy.cache.length < policy.cache.next_position
 
 
-def test_streamed_tokens_equal_the_training_layout_of_the_same_episode():
-    policy = make_policy(action_head="fast")
+@pytest.mark.parametrize("sentence_dim", [0, 384])
+def test_streamed_tokens_equal_the_training_layout_of_the_same_episode(sentence_dim):
+    policy = make_policy(action_head="fast", sentence_dim=sentence_dim)
     c, vocab = policy.config, Vocab(policy.config)
-    blocks, examples = [block(i, "put the bowl on the stove" if i == 1 else "") for i in range(4)], []
+    heard = {1: "Put the bowl on the stove.", 2: "please put the bowl on the stove"}
+    blocks, examples = [block(i, heard.get(i, "")) for i in range(4)], []
     for b in blocks:
         d = policy.step(b)
+        words = heard_text(b.heard)
         examples.append(BlockExample(
-            heard_ids=TEXT.encode(b.heard), images=np.stack([b.images[k] for k in c.cameras]), state=b.state,
+            heard_ids=TEXT.encode(words), images=np.stack([b.images[k] for k in c.cameras]), state=b.state,
+            sentence=shared_encoder().embed(words) if sentence_dim and words else None,
             controls=tuple(d.info["controls"]), text_ids=d.info["text_ids"],
             actions=d.actions, action_ids=d.info.get("action_ids")))
+        assert d.info["sentence"] == bool(sentence_dim and words)
     ep = episode_segment(c, policy._prompt_ids, examples, policy.fast)
     streamed = np.array([t for _, t in policy.stream])
     n = len(streamed)
@@ -73,6 +92,38 @@ def test_streamed_tokens_equal_the_training_layout_of_the_same_episode():
     waiting = ep.seg.ids[n:].tolist()
     assert 1 <= len(waiting) <= 2 and waiting[-1] == SPECIAL_ID["<eoa>"] and (ep.seg.block[n:] == 3).all()
     assert waiting[0] in (SPECIAL_ID["<noop>"], SPECIAL_ID["<eoa>"]) or vocab.is_action(waiting[0])
+    # the same features at the same tokens: images, state and the sentence slots
+    net = policy.backend.net
+    batch = collate(c, [ep])
+    with torch.no_grad():
+        trained = net.feature_table(batch)[batch.feature_index][0, :n].numpy()
+    np.testing.assert_allclose(np.concatenate(policy.backend.fed), trained, atol=1e-5)
+    slots = np.flatnonzero(ep.seg.src == SENTENCE)
+    assert ep.seg.block[slots].tolist() == ([1, 2] if sentence_dim else [])
+    if sentence_dim:
+        assert ep.seg.ids[slots].tolist() == [vocab.sentence] * 2 and vocab.size == vocab.action_end + 1
+        assert not np.allclose(trained[slots[0]], trained[slots[1]])  # a paraphrase is close, not the same
+
+
+def test_an_old_instruction_keeps_its_sentence_slot_after_its_block_collapsed():
+    policy = make_policy(action_head="continuous", sentence_dim=384)
+    c = policy.config
+    for i in range(3 * c.keep_blocks + 2):
+        policy.step(block(i, "pick up the black bowl and place it on the plate" if i == 1 else ""))
+    slot = Vocab(c).sentence
+    stream = list(policy.stream)
+    at = next(p for p, (b, t) in enumerate(stream) if t == slot)
+    assert stream[at][0] == 1 and sum(t == slot for _, t in stream) == 1
+    held = {int(p) for p in policy.cache.position[:policy.cache.length]}
+    assert at in held                                      # what was asked is still visible ...
+    assert not any(stream[p][0] == 1 and stream[p][1] == SPECIAL_ID["<img>"] for p in held)  # ... its pixels are not
+
+
+def test_a_model_without_a_sentence_encoder_lays_out_no_sentence_slot():
+    policy = make_policy(action_head="continuous")
+    d = policy.step(block(0, "open the drawer"))
+    assert policy.sentences is None and not d.info["sentence"]
+    assert Vocab(policy.config).sentence is None and Vocab(policy.config).size == Vocab(policy.config).action_end
 
 
 class LogitsThatWantText:

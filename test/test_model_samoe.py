@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ellsa_ros.model.config import sized
-from ellsa_ros.model.layout import ALWAYS, DROP, KEEP, SPECIAL_ID, Segment, visibility
+from ellsa_ros.model.layout import ALWAYS, DROP, KEEP, SENTENCE, SPECIAL_ID, Segment, visibility
 from ellsa_ros.model.network import EllsaNet
 from ellsa_ros.model.streaming import KVCache
 from ellsa_ros.model.training_batch import BlockExample, collate, episode_segment
@@ -22,11 +22,17 @@ def tiny(**kw):
     return EllsaNet(sized("tiny", action_head="continuous", **kw)).eval()
 
 
+def unit(n):
+    v = RNG.standard_normal(n).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
 def episode(c, n_blocks=5):
     blocks = []
     for b in range(n_blocks):
         blocks.append(BlockExample(
             heard_ids=list(RNG.integers(0, 700, size=3)) if b % 2 == 0 else [],
+            sentence=unit(c.sentence_dim) if b % 2 == 0 and c.sentence_dim else None,
             images=RNG.integers(0, 255, (len(c.cameras), c.image_size, c.image_size, 3), dtype=np.uint8),
             state=RNG.standard_normal(c.state_dim).astype(np.float32),
             text_ids=list(RNG.integers(0, 700, size=2)) if b % 3 == 0 else [],
@@ -70,9 +76,9 @@ def cut_points(seg: Segment, rng):
     return sorted(cuts)
 
 
-@pytest.mark.parametrize("history_tokens", [256, 9])
-def test_streaming_block_by_block_equals_one_full_forward_pass(history_tokens):
-    net = tiny(history_tokens=history_tokens)
+@pytest.mark.parametrize("history_tokens,sentence_dim", [(256, 0), (9, 0), (256, 384), (9, 384)])
+def test_streaming_block_by_block_equals_one_full_forward_pass(history_tokens, sentence_dim):
+    net = tiny(history_tokens=history_tokens, sentence_dim=sentence_dim)
     ep = episode(net.c)
     hidden, features, b = batch_hidden(net, ep)
     streamed, cache = stream_hidden(net, ep, features, b.experts[0], cut_points(ep.seg, np.random.default_rng(1)))
@@ -81,6 +87,14 @@ def test_streaming_block_by_block_equals_one_full_forward_pass(history_tokens):
     assert cache.length < len(ep.seg)
     kept_old = (cache.block[:cache.length] <= 4 - net.c.keep_blocks) & (cache.keep[:cache.length] == KEEP)
     assert kept_old.sum() <= history_tokens
+    slots = np.flatnonzero(ep.seg.src == SENTENCE)
+    assert len(slots) == (3 if sentence_dim else 0)
+    if sentence_dim:
+        # the slots carry their embedding's projection, and the collapse keeps them as it keeps heard text
+        assert (ep.seg.keep[slots] == KEEP).all() and (b.experts[0, slots] == net.c.routing["speech"]).all()
+        assert not torch.allclose(features[slots[0]], features[slots[1]])
+        if history_tokens == 256:
+            assert set(slots) <= set(cache.position[:cache.length].tolist())
 
 
 def test_collapse_keeps_last_k_blocks_in_full_and_only_markers_and_text_of_older():

@@ -8,7 +8,9 @@ import torch
 from ellsa_ros.model.config import sized
 from ellsa_ros.model.encoders import AudioStream
 from ellsa_ros.model.fast import TRAJECTORIES_PATH, FastTokenizer
+from ellsa_ros.model.inputs import heard_text
 from ellsa_ros.model.network import EllsaNet
+from ellsa_ros.model.sentence import shared_encoder
 from ellsa_ros.model.text_tokenizer import TextTokenizer
 from ellsa_ros.model.training_batch import BlockExample, collate, episode_segment
 
@@ -25,7 +27,8 @@ def episode(c, fast, rng):
     for b in range(3):
         heard = "put the black bowl on the plate" if b == 0 else ""
         blocks.append(BlockExample(
-            heard_ids=TEXT.encode(heard) if c.speech_input == "text" else None,
+            heard_ids=TEXT.encode(heard_text(heard)) if c.speech_input == "text" else None,
+            sentence=shared_encoder().embed(heard_text(heard)) if c.sentence_dim and heard else None,
             mel=audio.push(rng.standard_normal(16000).astype(np.float32) * 0.05) if c.speech_input == "audio" else None,
             images=rng.integers(0, 255, (2, 128, 128, 3), dtype=np.uint8),
             state=rng.standard_normal(18).astype(np.float32),
@@ -35,10 +38,11 @@ def episode(c, fast, rng):
     return episode_segment(c, TEXT.encode(c.prompt), blocks, fast)
 
 
-@pytest.mark.parametrize("head,speech", [("fast", "text"), ("continuous", "audio")])
-def test_a_few_optimizer_steps_fit_one_episode(head, speech):
+@pytest.mark.parametrize("head,speech,sentence_dim", [("fast", "text", 0), ("continuous", "audio", 0),
+                                                     ("continuous", "text", 384)])
+def test_a_few_optimizer_steps_fit_one_episode(head, speech, sentence_dim):
     torch.manual_seed(0)
-    c = sized("tiny", action_head=head, speech_input=speech)
+    c = sized("tiny", action_head=head, speech_input=speech, sentence_dim=sentence_dim)
     fast = FastTokenizer(c.chunk, c.dof, c.fast_scale) if head == "fast" else None
     net = EllsaNet(c)
     rng = np.random.default_rng(0)
@@ -57,3 +61,5 @@ def test_a_few_optimizer_steps_fit_one_episode(head, speech):
     assert last["action"] < 0.7 * first["action"]
     if head == "continuous":
         assert len(batch.chunk_targets) == 4 and net.queries.grad is not None
+    if sentence_dim:   # the projection of the frozen embedding learns with the rest
+        assert batch.sentences.shape == (2, sentence_dim) and net.sentence.weight.grad.abs().sum() > 0

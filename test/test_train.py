@@ -83,7 +83,8 @@ def test_a_rejected_block_teaches_no_action(dataset):
     assert ex.actions is None and ex.controls == ("<reject>",) and ex.text_ids
 
 
-def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tmp_path):
+@pytest.mark.parametrize("sentence_dim", [0, 384])
+def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tmp_path, sentence_dim):
     """Block k of a window after the instruction, laid out for training and streamed block by block through
     ModelPolicy with the same answers: the same tokens, at the same positions, visible."""
     from ellsa_ros.model.layout import visibility
@@ -95,6 +96,7 @@ def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tm
     from ellsa_ros.train.trainer import load_sequences
 
     cfg = config(dataset, tmp_path, 1)
+    cfg.model_overrides = {"sentence_dim": sentence_dim}
     c = cfg.model_config()
     pairs = next(DatasetReader(dataset).sequences(BlockFormat.for_model(c, cfg.block_s)))
     heard_at = next(b.index for b, _ in pairs if b.heard)
@@ -130,3 +132,4 @@ def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tm
     assert n < last + 1
     heard = {int(p) for p in np.flatnonzero(seg.block == heard_at) if seg.keep[p]}
     assert heard and heard <= {p for p, _ in seen_streaming}
+    assert (policy.vocab.sentence in {int(seg.ids[p]) for p in heard}) == bool(sentence_dim)

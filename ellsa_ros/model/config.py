@@ -5,6 +5,10 @@ Sizes: `tiny` (tests, < 5 M parameters), `small` (the embedded default, CPU real
 built). Routing maps each segment kind of a time block to an expert: with two experts, speech
 in and text out go to the language expert (0), image, state and action to the action
 expert (1), as in ELLSA.
+
+`sentence_dim` > 0 adds a frozen sentence embedding of the heard text (all-MiniLM-L6-v2,
+384-d, see sentence.py) as one `<sent>` slot on the language expert; 0 is off, and is what a
+checkpoint written before the field existed loads as. `small` and `base` have it on.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class ModelConfig:
     n_mels: int = 40
     mel_frames_per_token: int = 20   # 10 ms mel hop -> 5 speech embeddings per second, as ELLSA
     max_heard_tokens: int = 32       # per block; longer heard text is truncated with a warning
+    sentence_dim: int = 0            # sentence embedding of the heard text: 0 off, 384 all-MiniLM-L6-v2
     prompt: str = "You are a robot arm. Listen, look, speak and act."
     # outputs
     action_head: str = "fast"        # "fast": FAST tokens; "continuous": parallel chunk head (L1)
@@ -88,6 +93,8 @@ class ModelConfig:
             raise ValueError("cameras must name at least one camera")
         if not 0.16 <= self.block_s <= 2.0:
             raise ValueError(f"block_s={self.block_s} must be within 0.16-2.0 s")
+        if self.sentence_dim < 0:
+            raise ValueError(f"sentence_dim must be 0 (off) or the sentence encoder's size, got {self.sentence_dim}")
         if self.history_tokens < 0 or self.fast_scale <= 0:
             raise ValueError("history_tokens must be >= 0 and fast_scale > 0")
 
@@ -122,9 +129,9 @@ class ModelConfig:
 
 SIZES: dict[str, dict] = {
     "tiny": dict(d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=256, vision_channels=32),
-    "small": dict(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, d_ff=640, vision_channels=48),
+    "small": dict(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, d_ff=640, vision_channels=48, sentence_dim=384),
     "base": dict(d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, d_ff=2816, vision_channels=128,
-                 image_grid=8, max_text_tokens=24),
+                 image_grid=8, max_text_tokens=24, sentence_dim=384),
 }
 
 

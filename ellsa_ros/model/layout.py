@@ -11,6 +11,12 @@ continuous action head reads `<act_q>` slots. What the robot actually said, when
 from what the model generated (cut off, or spoken by someone else), enters the speech segment
 after `<robot>`.
 
+With a sentence encoder (`sentence_dim` > 0) a block that heard something also gets one `<sent>`
+slot after the heard text, filled with the projected sentence embedding of that text. It is
+kept by the collapse like the heard text itself, so an instruction's meaning stays visible after
+its block aged out. `<sent>` is the last id of the vocabulary, present only with the encoder:
+the ids of every other token are the same with and without it, and so are old checkpoints.
+
 Collapse (as an attention mask, so that streaming equals a full forward pass): a query in
 block q sees all tokens of blocks q-K+1..q; of older blocks only the markers and the text
 (heard and said), at most `history_tokens` of them, oldest out first; the prompt always.
@@ -33,18 +39,21 @@ MARKERS = ("<bos>", "<eos>", "<boi>", "<eoi>", "<bot>", "<eot>", "<boa>", "<eoa>
 # what survives when a block ages out of the last K
 DROP, KEEP, ALWAYS = 0, 1, 2
 # feature sources of slot tokens
-NO_FEATURE, IMAGE, STATE, AUDIO, QUERY = 0, 1, 2, 3, 4
+NO_FEATURE, IMAGE, STATE, AUDIO, QUERY, SENTENCE = 0, 1, 2, 3, 4, 5
 KIND = {name: i for i, name in enumerate(SEGMENT_KINDS)}
 PROMPT_BLOCK = -1
 
 
 class Vocab:
-    """Id ranges of the unified vocabulary."""
+    """Id ranges of the unified vocabulary: [specials][text][action], then `<sent>` (the sentence
+    slot) when the model has a sentence encoder."""
 
     def __init__(self, c: ModelConfig) -> None:
         self.text_base = len(SPECIALS)
         self.action_base = self.text_base + c.text_vocab_size
-        self.size = self.action_base + c.action_vocab_size
+        self.action_end = self.action_base + c.action_vocab_size
+        self.sentence: int | None = self.action_end if c.sentence_dim else None
+        self.size = self.action_end + (1 if c.sentence_dim else 0)
 
     def text(self, ids) -> np.ndarray:
         return np.asarray(ids, dtype=np.int64) + self.text_base
@@ -56,7 +65,7 @@ class Vocab:
         return self.text_base <= i < self.action_base
 
     def is_action(self, i: int) -> bool:
-        return self.action_base <= i < self.size
+        return self.action_base <= i < self.action_end
 
 
 @dataclass
@@ -95,11 +104,13 @@ def prompt_segment(prompt_ids: np.ndarray) -> Segment:
 
 
 def block_input(c: ModelConfig, block: int, heard_ids: np.ndarray | None, audio_tokens: int,
-                said_ids: np.ndarray | None, cameras_present: list[bool], state_present: bool) -> Segment:
+                said_ids: np.ndarray | None, cameras_present: list[bool], state_present: bool,
+                sentence: bool = False) -> Segment:
     """Speech and image segments of a block and the `<bot>` that opens its text output.
 
     heard_ids: text-vocabulary ids already offset (ASR path), or None on the audio path where
     `audio_tokens` `<audio>` slots are laid out instead; an empty speech segment is `<silence>`.
+    sentence: the block heard text and the model embeds it: a kept `<sent>` slot follows it.
     """
     parts = [tokens(["<bos>"], "speech", block)]
     if heard_ids is not None and len(heard_ids):
@@ -108,6 +119,11 @@ def block_input(c: ModelConfig, block: int, heard_ids: np.ndarray | None, audio_
         parts.append(tokens(["<audio>"] * audio_tokens, "speech", block, DROP, AUDIO, np.arange(audio_tokens)))
     else:
         parts.append(tokens(["<silence>"], "speech", block))
+    if sentence:
+        slot = Vocab(c).sentence
+        if slot is None:
+            raise ValueError("a sentence slot needs a model with a sentence encoder (sentence_dim > 0)")
+        parts.append(tokens([slot], "speech", block, KEEP, SENTENCE, [0]))
     if said_ids is not None and len(said_ids):
         parts.append(tokens(["<robot>", *said_ids], "speech", block))
     parts += [tokens(["<eos>"], "speech", block), tokens(["<boi>"], "image", block)]

@@ -1,7 +1,9 @@
 """`EllsaNet`: the SA-MoE core with its encoders, heads and training loss.
 
 `step` is the block step every backend runs (the ONNX graph is exactly this function); the
-encoders run once per block on its images, state and speech; `loss` is text cross-entropy
+encoders run once per block on its images, state and speech, and the sentence projection once
+per block that heard something (a learned Linear from the frozen sentence embedding to the
+model width, present only with `sentence_dim` > 0); `loss` is text cross-entropy
 plus the action loss (FAST token cross-entropy, or L1 of the parallel chunk head).
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ class EllsaNet(nn.Module):
         self.vision = VisionEncoder(c)
         self.state = StateEncoder(c)
         self.audio = AudioEncoder(c)
+        # absent without a sentence encoder: checkpoints from before it have no such tensors
+        self.sentence = nn.Linear(c.sentence_dim, c.d_model) if c.sentence_dim else None
         self.queries = nn.Parameter(torch.randn(c.chunk, c.d_model) * 0.02)  # continuous head's action slots
 
     def step(self, ids: torch.Tensor, features: torch.Tensor, experts: torch.Tensor, positions: torch.Tensor,
@@ -45,8 +49,14 @@ class EllsaNet(nn.Module):
         """mel (N, MEL_CONTEXT + F, n_mels) -> (N, F / mel_frames_per_token, D)."""
         return self.audio(mel)
 
+    def encode_sentence(self, embedding: torch.Tensor) -> torch.Tensor:
+        """embedding (N, sentence_dim) from the frozen sentence encoder -> (N, D)."""
+        if self.sentence is None:
+            raise ValueError("this model has no sentence input (sentence_dim = 0)")
+        return self.sentence(embedding)
+
     def feature_table(self, b: TrainingBatch) -> torch.Tensor:
-        """Rows the batch's feature_index points at: [zero, images, states, audio, action queries]."""
+        """Rows the batch's feature_index points at: [zero, images, states, audio, sentences, action queries]."""
         D = self.c.d_model
         rows = [torch.zeros(1, D)]
         if len(b.images):
@@ -55,6 +65,8 @@ class EllsaNet(nn.Module):
             rows.append(self.state(b.states))
         if len(b.mels):
             rows += [self.audio(m[None])[0] for m in b.mels]
+        if len(b.sentences):
+            rows.append(self.encode_sentence(b.sentences))
         rows.append(self.queries)
         return torch.cat(rows)
 

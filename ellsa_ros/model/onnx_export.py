@@ -4,6 +4,7 @@ Graphs, with the KV cache as explicit inputs and outputs of the block step:
   step.onnx         ids, features, experts, positions, mask, past_k, past_v -> logits, chunk, new_k, new_v
   observation.onnx  images (1, n_cam, S, S, 3) float, state (1, state_dim) -> image tokens, state token
   audio.onnx        mel (1, 2 + F, n_mels) -> speech embeddings
+  sentence.onnx     embedding (1, sentence_dim) -> the `<sent>` slot's feature (with sentence_dim > 0)
 plus the checkpoint's config.json and the continuous head's action slots (queries.npy).
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from . import checkpoint
 from .network import EllsaNet
 
 OPSET = 18
-STEP, OBSERVATION, AUDIO, QUERIES = "step.onnx", "observation.onnx", "audio.onnx", "queries.npy"
+STEP, OBSERVATION, AUDIO, SENTENCE, QUERIES = "step.onnx", "observation.onnx", "audio.onnx", "sentence.onnx", \
+    "queries.npy"
 STEP_INPUTS = ["ids", "features", "experts", "positions", "mask", "past_k", "past_v"]
 STEP_OUTPUTS = ["logits", "chunk", "new_k", "new_v"]
 STEP_AXES = {"ids": {1: "T"}, "features": {1: "T"}, "experts": {1: "T"}, "positions": {1: "T"},
@@ -49,7 +51,7 @@ class _Step(nn.Module):
 
 
 def export(net: EllsaNet, out: str | Path) -> Path:
-    """Writes the three graphs (and queries.npy) into `out`; returns it."""
+    """Writes the graphs (and queries.npy) into `out`; returns it."""
     c, out = net.c, Path(out)
     out.mkdir(parents=True, exist_ok=True)
     net = net.eval()
@@ -71,6 +73,9 @@ def export(net: EllsaNet, out: str | Path) -> Path:
         torch.onnx.export(net.audio, (mel,), str(out / AUDIO), dynamo=False, opset_version=OPSET,
                           input_names=["mel"], output_names=["speech"],
                           dynamic_axes={"mel": {1: "F"}, "speech": {1: "N"}})
+        if c.sentence_dim:
+            torch.onnx.export(net.sentence, (torch.zeros(1, c.sentence_dim),), str(out / SENTENCE), dynamo=False,
+                              opset_version=OPSET, input_names=["embedding"], output_names=["sentence_token"])
     np.save(out / QUERIES, net.queries.detach().numpy())
     return out
 

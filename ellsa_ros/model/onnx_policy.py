@@ -12,7 +12,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import ModelConfig
-from .onnx_export import AUDIO, OBSERVATION, QUERIES, STEP
+from .onnx_export import AUDIO, OBSERVATION, QUERIES, SENTENCE, STEP
 from .policy import ModelPolicy
 from .tokenizers_for import tokenizers_for
 
@@ -34,7 +34,8 @@ class OnnxBackend:
         import onnxruntime as ort
 
         folder = Path(folder)
-        missing = [f for f in (STEP, OBSERVATION, AUDIO, QUERIES) if not (folder / f).is_file()]
+        needed = (STEP, OBSERVATION, AUDIO, QUERIES) + ((SENTENCE,) if config.sentence_dim else ())
+        missing = [f for f in needed if not (folder / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}: write it with `ellsa export CHECKPOINT`")
         opts = ort.SessionOptions()
@@ -47,6 +48,8 @@ class OnnxBackend:
         self._inputs = [i.name for i in self._step.get_inputs()]
         self._obs = ort.InferenceSession(str(folder / OBSERVATION), opts, providers=self.providers)
         self._audio = ort.InferenceSession(str(folder / AUDIO), opts, providers=self.providers)
+        self._sentence = ort.InferenceSession(str(folder / SENTENCE), opts, providers=self.providers) \
+            if config.sentence_dim else None
         self.config = config
         self.queries = np.load(folder / QUERIES).astype(np.float32)
 
@@ -57,6 +60,11 @@ class OnnxBackend:
 
     def encode_audio(self, mel: np.ndarray) -> np.ndarray:
         return self._audio.run(None, {"mel": mel[None].astype(np.float32)})[0][0]
+
+    def encode_sentence(self, embedding: np.ndarray) -> np.ndarray:
+        if self._sentence is None:
+            raise ValueError("this model has no sentence input (sentence_dim = 0)")
+        return self._sentence.run(None, {"embedding": np.asarray(embedding, np.float32)[None]})[0][0]
 
     def step(self, ids, features, experts, positions, mask, past_k, past_v):
         feeds = {"ids": ids[None], "features": features[None].astype(np.float32), "experts": experts[None],

@@ -4,9 +4,12 @@ Per block: the block's speech (ASR text, or the audio encoder's embeddings), ima
 are laid out after the previous blocks in the KV cache; the model then greedily decodes its
 text segment (controls, words or `<silence>`, then `<eot>`) and its action segment (FAST
 tokens constrained to action tokens and `<eoa>`, or the parallel chunk head, or `<noop>`).
-Tokens whose logits nobody needs (forced tokens, known markers) are fed together with the
-next call; the closing `<eoa>` is fed with the next block. The backend (torch or
-onnxruntime) only runs `encode_*` and `step`; everything here is shared by both.
+With a sentence encoder, a block that heard something also gets the projected sentence
+embedding of the heard text in its `<sent>` slot (the encoder is shared by every session and
+embeds each distinct text once). Tokens whose logits nobody needs (forced tokens, known
+markers) are fed together with the next call; the closing `<eoa>` is fed with the next block.
+The backend (torch or onnxruntime) only runs `encode_*` and `step`; everything here is
+shared by both.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from .layout import (
     CONTROLS,
     IMAGE,
     QUERY,
+    SENTENCE,
     SPECIAL_ID,
     STATE,
     Segment,
@@ -37,6 +41,7 @@ from .layout import (
     prompt_segment,
     tokens,
 )
+from .sentence import SentenceEncoder, shared_encoder
 from .streaming import KVCache
 from .text_tokenizer import TextTokenizer
 
@@ -52,34 +57,44 @@ class Backend(Protocol):
 
     def encode_observation(self, images: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def encode_audio(self, mel: np.ndarray) -> np.ndarray: ...
+    def encode_sentence(self, embedding: np.ndarray) -> np.ndarray: ...
     def step(self, ids, features, experts, positions, mask, past_k, past_v): ...
 
 
 class ModelPolicy:
     """Implements runtime.policy.Policy; `step` is called once per block by a policy worker."""
 
-    def __init__(self, backend: Backend, text: TextTokenizer, fast: FastTokenizer | None) -> None:
+    def __init__(self, backend: Backend, text: TextTokenizer, fast: FastTokenizer | None,
+                 sentences: SentenceEncoder | None = None) -> None:
+        """`sentences`: the sentence encoder when the model reads one (sentence_dim > 0); None
+        takes the process's shared one."""
         c = backend.config
         if text.vocab_size != c.text_vocab_size:
             raise ValueError(f"text tokenizer has {text.vocab_size} tokens, the model {c.text_vocab_size}")
         if c.action_head == "fast" and (fast is None or fast.vocab_size != c.action_vocab_size):
             got = None if fast is None else fast.vocab_size
             raise ValueError(f"FAST tokenizer has {got} tokens, the model {c.action_vocab_size}")
+        if c.sentence_dim:
+            sentences = sentences or shared_encoder()
+            if sentences.dim != c.sentence_dim:
+                raise ValueError(f"sentence encoder gives {sentences.dim}-d embeddings, the model reads "
+                                 f"{c.sentence_dim}")
         self.backend, self.config, self.text, self.fast = backend, c, text, fast
+        self.sentences = sentences if c.sentence_dim else None
         self.vocab = Vocab(c)
         self.cache = KVCache.for_config(c)
         self.audio = AudioStream(c)
         self._prompt_ids = truncated(text.encode(c.prompt), 4 * c.max_heard_tokens, "prompt")
         ids = np.arange(self.vocab.size)
         self._text_ids = (ids >= self.vocab.text_base) & (ids < self.vocab.action_base)
-        self._action_ids = ids >= self.vocab.action_base
+        self._action_ids = (ids >= self.vocab.action_base) & (ids < self.vocab.action_end)
         self.reset()
 
     def new_session(self) -> ModelPolicy:
         """A policy over the same backend and tokenizers (the weights are held once) with its own
         streaming state (KV cache, audio context, what it said): one per robot on a policy server.
         The backends run concurrent calls from several session threads."""
-        return ModelPolicy(self.backend, self.text, self.fast)
+        return ModelPolicy(self.backend, self.text, self.fast, self.sentences)
 
     @property
     def block_s(self) -> float:
@@ -132,8 +147,12 @@ class ModelPolicy:
         img_feat, state_feat = self.backend.encode_observation(images, np.zeros(c.state_dim, np.float32)
                                                                if state is None else state)
         sources = {IMAGE: img_feat, STATE: state_feat[None]}
+        words_heard = heard_text(block.heard)
+        sentence = self.sentences is not None and bool(words_heard)
+        if sentence:
+            sources[SENTENCE] = self.backend.encode_sentence(self.sentences.embed(words_heard))[None]
         if c.speech_input == "text":
-            heard_ids = self.text.encode(heard_text(block.heard))
+            heard_ids = self.text.encode(words_heard)
             heard = self.vocab.text(truncated(heard_ids, c.max_heard_tokens, "heard text"))
             n_audio = 0
         else:
@@ -145,7 +164,7 @@ class ModelPolicy:
         # speech the model did not generate itself (the engine's rejection template, a reflex) is news to it
         if block.said and _normal(block.said) not in self._generated:
             said = self.vocab.text(truncated(self.text.encode(block.said), c.max_heard_tokens, "said text"))
-        seg = block_input(c, b, heard, n_audio, said, present, state is not None)
+        seg = block_input(c, b, heard, n_audio, said, present, state is not None, sentence)
         self._queue(seg, sources)
         controls, words = self._decode_text(b)
         actions, info = self._decode_actions(b, forced_noop="<reject>" in controls or "<done>" in controls)
@@ -153,7 +172,7 @@ class ModelPolicy:
         self._generated = (self._generated + " " + _normal(text))[-GENERATED_CHARS:]
         self._block += 1
         info.update(block=b, backend=self.backend.name, calls=self._calls, cached=self.cache.length,
-                    text_tokens=len(words), heard_tokens=0 if heard is None else len(heard))
+                    text_tokens=len(words), heard_tokens=0 if heard is None else len(heard), sentence=sentence)
         reject = (text or "the instruction cannot be carried out") if "<reject>" in controls else None
         info.update(controls=controls, text_ids=words)
         return Decision(actions=actions, say=text, reject=reject, cancel="<cancel>" in controls,

@@ -43,6 +43,12 @@ class TorchBackend:
         return self._out(self.net.encode_audio(self._in(mel[None]))[0])
 
     @torch.inference_mode()
+    def encode_sentence(self, embedding: np.ndarray) -> np.ndarray:
+        """embedding (sentence_dim,) float32 -> (D,)."""
+        embedding = np.array(embedding, np.float32)  # a copy: the encoder's cached embeddings are read-only
+        return self._out(self.net.encode_sentence(self._in(embedding[None]))[0])
+
+    @torch.inference_mode()
     def step(self, ids: np.ndarray, features: np.ndarray, experts: np.ndarray, positions: np.ndarray,
              mask: np.ndarray, past_k: np.ndarray, past_v: np.ndarray,
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from .layout import (
     AUDIO,
     IMAGE,
     QUERY,
+    SENTENCE,
     SPECIAL_ID,
     STATE,
     Segment,
@@ -35,6 +36,7 @@ class BlockExample:
     """One block of an episode. Ids are 0-based in their own tokenizer's vocabulary."""
     heard_ids: list[int] | None = None        # ASR path; None with `mel` for the audio path
     mel: np.ndarray | None = None             # (MEL_CONTEXT + F, n_mels) from AudioStream.push
+    sentence: np.ndarray | None = None        # (sentence_dim,) embedding of the heard text; None: heard nothing
     said_ids: list[int] = field(default_factory=list)
     images: np.ndarray | None = None          # (n_cam, S, S, 3) uint8, all cameras present
     state: np.ndarray | None = None           # (state_dim,) float32
@@ -56,6 +58,7 @@ class TrainingBatch:
     images: torch.Tensor         # (N, n_cam, S, S, 3) float
     states: torch.Tensor         # (N, state_dim)
     mels: list[torch.Tensor]     # per audio block (MEL_CONTEXT + F, n_mels)
+    sentences: torch.Tensor      # (K, sentence_dim) sentence embeddings, one per block that has one
     chunk_slots: torch.Tensor    # (M, chunk) flat (B*T) indices of <act_q> tokens
     chunk_targets: torch.Tensor  # (M, chunk, dof)
 
@@ -79,8 +82,11 @@ def episode_segment(c: ModelConfig, prompt_ids: list[int], blocks: list[BlockExa
     for b, ex in enumerate(blocks):
         n_audio = 0 if ex.mel is None else (len(ex.mel) - 2) // c.mel_frames_per_token
         heard = None if ex.heard_ids is None else vocab.text(ex.heard_ids)
+        if ex.sentence is not None and c.sentence_dim and np.shape(ex.sentence) != (c.sentence_dim,):
+            raise ValueError(f"block {b}: sentence embedding of shape {np.shape(ex.sentence)}, the model reads "
+                             f"({c.sentence_dim},)")
         inp = block_input(c, b, heard, n_audio, vocab.text(ex.said_ids), [ex.images is not None] * len(c.cameras),
-                          ex.state is not None)
+                          ex.state is not None, sentence=ex.sentence is not None)
         text_ids = [SPECIAL_ID[x] for x in ex.controls] + (list(vocab.text(ex.text_ids)) or [SPECIAL_ID["<silence>"]])
         text = text_output(b, text_ids + [SPECIAL_ID["<eot>"]])
         query = c.action_head == "continuous"
@@ -116,10 +122,12 @@ def collate(c: ModelConfig, episodes: list[EpisodeLayout]) -> TrainingBatch:
     images = [ex.images for e in episodes for ex in e.blocks if ex.images is not None]
     states = [ex.state for e in episodes for ex in e.blocks if ex.state is not None]
     mels = [ex.mel for e in episodes for ex in e.blocks if ex.mel is not None]
+    sentences = [ex.sentence for e in episodes for ex in e.blocks if ex.sentence is not None]
     n_img_rows = len(images) * len(c.cameras) * c.image_tokens
     base = {IMAGE: 1, STATE: 1 + n_img_rows, AUDIO: 1 + n_img_rows + len(states)}
-    base[QUERY] = base[AUDIO] + sum((len(m) - 2) // c.mel_frames_per_token for m in mels)
-    counters = {IMAGE: 0, STATE: 0, AUDIO: 0}
+    base[SENTENCE] = base[AUDIO] + sum((len(m) - 2) // c.mel_frames_per_token for m in mels)
+    base[QUERY] = base[SENTENCE] + len(sentences)
+    counters = {IMAGE: 0, STATE: 0, AUDIO: 0, SENTENCE: 0}
     slots, chunk_targets = [], []
     for i, e in enumerate(episodes):
         s, n = e.seg, len(e.seg)
@@ -139,6 +147,9 @@ def collate(c: ModelConfig, episodes: list[EpisodeLayout]) -> TrainingBatch:
                 sel = in_block & (s.src == AUDIO)
                 fidx[i, :n][sel] = base[AUDIO] + counters[AUDIO] + s.row[sel]
                 counters[AUDIO] += int(sel.sum())
+            if ex.sentence is not None:
+                fidx[i, :n][in_block & (s.src == SENTENCE)] = base[SENTENCE] + counters[SENTENCE]
+                counters[SENTENCE] += 1
             q = in_block & (s.src == QUERY)
             if q.any():
                 fidx[i, :n][q] = base[QUERY] + s.row[q]
@@ -152,5 +163,6 @@ def collate(c: ModelConfig, episodes: list[EpisodeLayout]) -> TrainingBatch:
         torch.from_numpy(np.asarray(images, np.float32).reshape(-1, *img_shape[1:])),
         torch.from_numpy(np.asarray(states, np.float32).reshape(-1, c.state_dim)),
         [torch.from_numpy(np.asarray(m, np.float32)) for m in mels],
+        torch.from_numpy(np.asarray(sentences, np.float32).reshape(len(sentences), c.sentence_dim)),
         torch.from_numpy(np.asarray(slots, np.int64).reshape(-1, c.chunk)),
         torch.from_numpy(np.asarray(chunk_targets, np.float32).reshape(-1, c.chunk, c.dof)))

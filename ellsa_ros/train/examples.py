@@ -1,8 +1,10 @@
 """(Block, Decision) pairs from the data engine -> the model's teacher-forced training sequences.
 
 The inputs go through the same preparation as at inference (`model.inputs`: image resizing,
-state and audio checks), and the targets say what the policy should have answered: words to
-speak (or <silence>), the control tokens, and the action chunk (or <noop>).
+state and audio checks; the heard text normalised by `heard_text` and, for a model with a
+sentence encoder, embedded by the same shared encoder the policy uses), and the targets say
+what the policy should have answered: words to speak (or <silence>), the control tokens, and
+the action chunk (or <noop>).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from ellsa_ros.model.config import ModelConfig
 from ellsa_ros.model.encoders import AudioStream
 from ellsa_ros.model.fast import FastTokenizer
 from ellsa_ros.model.inputs import camera_images, heard_text, microphone, proprioception, truncated
+from ellsa_ros.model.sentence import shared_encoder
 from ellsa_ros.model.text_tokenizer import TextTokenizer
 from ellsa_ros.model.training_batch import BlockExample, EpisodeLayout, episode_segment
 from ellsa_ros.runtime.blocks import Block
@@ -44,12 +47,14 @@ def block_example(c: ModelConfig, text: TextTokenizer, block: Block, target: Dec
             actions = np.concatenate([actions, hold])
         if actions.shape != (c.chunk, c.dof):
             raise ValueError(f"block {block.index}: target chunk {actions.shape}, the model emits ({c.chunk}, {c.dof})")
+    words_heard = heard_text(block.heard)
     if c.speech_input == "text":
-        heard_ids, mel = truncated(text.encode(heard_text(block.heard)), c.max_heard_tokens, "heard text"), None
+        heard_ids, mel = truncated(text.encode(words_heard), c.max_heard_tokens, "heard text"), None
     else:
         heard_ids, mel = None, audio.push(microphone(c, block))
+    sentence = shared_encoder().embed(words_heard) if c.sentence_dim and words_heard else None
     return BlockExample(
-        heard_ids=heard_ids, mel=mel,
+        heard_ids=heard_ids, mel=mel, sentence=sentence,
         images=images.astype(np.uint8) if all(present) else None,
         state=proprioception(c, block),
         controls=controls_of(target),

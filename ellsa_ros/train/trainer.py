@@ -107,7 +107,7 @@ def train(cfg: TrainConfig, log=None) -> Path:
     step = 0
     if state_path.is_file():
         state = torch.load(state_path, map_location=cfg.device, weights_only=False)
-        if state["model_config"] != json.loads(c.to_json()):
+        if ModelConfig.from_dict(state["model_config"]) != c:  # a field added since reads as its default
             raise ValueError(f"{state_path} was made with another model config; use a fresh --out")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
