@@ -8,7 +8,7 @@ pytest.importorskip("libero.libero")
 
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig, quat_to_axis_angle  # noqa: E402
+from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig  # noqa: E402
 from ellsa_ros.sim.suites import init_states, parse_task_ids, task_spec  # noqa: E402
 
 
@@ -139,8 +139,3 @@ def test_tuned_rendering_sizes_buffer_and_drops_effects(env):
     assert scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] == 0
     assert scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] == 0
 
-
-def test_axis_angle_of_known_rotations():
-    assert np.allclose(quat_to_axis_angle(np.array([0.0, 0.0, 0.0, 1.0])), 0.0)
-    half = np.sqrt(0.5)
-    assert np.allclose(quat_to_axis_angle(np.array([0.0, 0.0, half, half])), [0, 0, np.pi / 2])

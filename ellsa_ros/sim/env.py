@@ -7,7 +7,8 @@ another task rebuilds the simulator (seconds).
 
 Observation (dict):
   "state": (18,) float32 = eef_pos (m, 3) + eef_axis_angle (rad, 3) + gripper_qpos (m, 2)
-           + eef_vel (m/s, 3, finite difference over one control period) + previous action (7)
+           + eef_vel (m/s, 3, finite difference over one control period) + previous action (7),
+           built by `ellsa_ros.arm.proprio.state_vector` (the one definition real arms use too)
 Camera images are not in the observation: rendering both 128 px cameras costs about four
 physics steps, and a policy looks at one frame per block (every 10th step at 0.5 s blocks).
 `render_cameras()` renders them when a frame is used: (H, W, 3) uint8 upright images of the
@@ -37,13 +38,13 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ellsa_ros.arm.proprio import ACTION_DIM, state_vector  # noqa: E402
 from ellsa_ros.sim.rendering import RENDER_QUALITIES, RenderQuality, configure_renderer, render_camera  # noqa: E402
 from ellsa_ros.sim.scene import SceneGeometry  # noqa: E402
 from ellsa_ros.sim.suites import TaskSpec, init_states, task_spec  # noqa: E402
 
 CAMERAS: dict[str, str] = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 STATE_DIM = 18
-ACTION_DIM = 7
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], np.float64)   # hold still, gripper open
 RESET_OPTIONS = ("task", "init_state")
 
@@ -236,9 +237,8 @@ class LiberoEnv(gym.Env):
         robot = env.robots[0]
         quat_xyzw = _wxyz_to_xyzw(self._sim_env.sim.data.get_body_xquat(robot.robot_model.eef_name))
         gripper = self._sim_env.sim.data.qpos[robot._ref_gripper_joint_pos_indexes]
-        state = np.concatenate([self._eef_pos(), quat_to_axis_angle(quat_xyzw), gripper, self._eef_vel,
-                                self._previous_action]).astype(np.float32)
-        return {"state": state}
+        return {"state": state_vector(self._eef_pos(), quat_xyzw, np.asarray(gripper, np.float64), self._eef_vel,
+                                      self._previous_action)}
 
     def _info(self, success: bool) -> dict[str, Any]:
         positions, quats, boxes = self._scene.snapshot(self._sim_env.sim)
@@ -251,12 +251,3 @@ class LiberoEnv(gym.Env):
 
 def _wxyz_to_xyzw(quat: np.ndarray) -> np.ndarray:
     return np.array([quat[1], quat[2], quat[3], quat[0]], np.float64)
-
-
-def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
-    """Axis-angle (rad) of an (x, y, z, w) quaternion; the convention of LIBERO policies' state."""
-    w = float(np.clip(quat_xyzw[3], -1.0, 1.0))
-    sin_half = np.sqrt(1.0 - w * w)
-    if sin_half < 1e-9:
-        return np.zeros(3)
-    return np.asarray(quat_xyzw[:3], np.float64) * 2.0 * np.arccos(w) / sin_half
