@@ -6,7 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from ellsa_ros.sim.experts.grasps import MAX_SPAN_M, best_grasp, body_grasps, clearance
+from ellsa_ros.sim.experts.grasps import (
+    FINGER_OPEN_M,
+    MAX_SPAN_M,
+    PINCH_FINGER_M,
+    best_grasp,
+    body_grasps,
+    clearance,
+    rim_grasps,
+)
 from ellsa_ros.sim.experts.reach import axis_angle_to_matrix, down_with_yaw, matrix_to_axis_angle, pose_action
 
 
@@ -46,6 +54,42 @@ def test_grasp_turns_away_from_a_tall_neighbour():
                for g in body_grasps("item_1", info, 0.03, 0.01))
 
 
+def _bowl_in_drawer(yaw: float):
+    """A bowl (10.7 cm across) in a drawer whose interior is 20.5 x 15.2 cm, turned by yaw: the
+    drawer's walls as oriented boxes (object_parts), its world-aligned box holding the bowl."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    local = [((0.0, 0.079, 0.0285), (0.1055, 0.003, 0.0285)), ((0.0, -0.079, 0.0285), (0.1055, 0.003, 0.0285)),
+             ((0.1055, 0.0, 0.0285), (0.003, 0.079, 0.0285)), ((-0.1055, 0.0, 0.0285), (0.003, 0.079, 0.0285)),
+             ((0.0, 0.0, -0.004), (0.1025, 0.076, 0.004))]                        # four walls, the floor
+    centres = np.array([rot @ np.array(centre) for centre, _ in local])
+    halves = np.array([half for _, half in local])
+    reach = np.abs(rot) @ np.array([0.1085, 0.082, 0.0])
+    boxes = {"bowl_1": (np.array([-0.0535, -0.0535, 0.0]), np.array([0.0535, 0.0535, 0.051])),
+             "drawer_1": (np.array([-reach[0], -reach[1], -0.008]), np.array([reach[0], reach[1], 0.057]))}
+    return {"object_boxes": boxes, "object_parts": {"drawer_1": (centres, np.repeat(rot[None], 5, axis=0), halves)}}
+
+
+def test_bowl_in_a_drawer_is_grasped_with_pre_closed_fingers_clear_of_the_walls():
+    info = _bowl_in_drawer(np.deg2rad(30))
+    grasps = rim_grasps("bowl_1", info, radius_m=0.045, depth_m=0.015, pinch_radius_m=0.048)
+    assert max(g.clearance_m for g in grasps if g.finger_m == FINGER_OPEN_M) < 0   # open fingers hit a wall
+    grasp = best_grasp(grasps, tried=0)
+    assert grasp.finger_m == PINCH_FINGER_M and grasp.clearance_m > 0
+    # The drawer's floor is under the fingers, not in their way; its walls are: the drawer
+    # counts by its parts, and without them (the world-aligned box alone) it is left out.
+    boxes_only = {"object_boxes": info["object_boxes"]}
+    assert all(g.finger_m == FINGER_OPEN_M for g in rim_grasps("bowl_1", boxes_only, 0.045, 0.015, 0.048))
+    # The pinch closes along the drawer's long side (30 deg) or toward a corner, never across
+    # the short side, where the walls are 2 cm from the bowl.
+    closing = abs(_wrap_deg(np.rad2deg(grasp.yaw) + 90 - 30))
+    assert closing < 45
+
+
+def _wrap_deg(angle: float) -> float:
+    return (angle + 90) % 180 - 90
+
+
 def test_pose_action_points_at_the_target_and_caps_speed():
     rot = down_with_yaw(0.3)
     assert np.allclose(axis_angle_to_matrix(matrix_to_axis_angle(rot)), rot)
@@ -82,6 +126,34 @@ def test_expert_succeeds_on_sampled_init_states_and_run_resumes(tmp_path, suite,
     # Run again: everything is already there, so nothing runs and no simulator is built.
     again = evaluate(suite, [task_id], 2, out, lambda t: pytest.fail("rebuilt"), expert_for(suite), seen.append)
     assert len(seen) == 2 and len(again) == 2
+
+
+class _RecordingActions:
+    """Env wrapper that keeps every action the expert sends."""
+
+    def __init__(self, env):
+        self.env, self.actions = env, []
+
+    def reset(self, **kwargs):
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.actions.append(np.array(action, copy=True))
+        return self.env.step(action)
+
+
+def test_expert_takes_the_bowl_out_of_the_drawer():
+    # libero_spatial task 4: the bowl stands in the open top drawer of the cabinet, whose walls
+    # rise above its rim; the fingers come down pre-closed (gripper commands of 0 hold them).
+    env = _physics_env("libero_spatial", 4)
+    try:
+        for init_state in (0, 1):
+            recording = _RecordingActions(env)
+            episode = run_episode(recording, expert_for("libero_spatial"), 4, init_state)
+            assert episode.success and episode.steps < 220
+            assert any(a[6] == 0.0 for a in recording.actions)
+    finally:
+        env.close()
 
 
 class _OpenGripperOnFirstClose:

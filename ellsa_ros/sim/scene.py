@@ -58,12 +58,23 @@ class SceneGeometry:
         positions = {name: np.array(data.xpos[body]) for name, body in self._body_ids.items()}
         quats = {name: np.array(data.xquat[body]) for name, body in self._body_ids.items()}
         boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, geoms in self._geoms.items():
-            if geoms.size == 0:
+        for name, (centre, rot, half) in self.parts(sim).items():
+            if centre.shape[0] == 0:
                 boxes[name] = (positions[name].copy(), positions[name].copy())
                 continue
+            world_half = np.einsum("gij,gj->gi", np.abs(rot), half)   # (g, 3)
+            boxes[name] = ((centre - world_half).min(axis=0), (centre + world_half).max(axis=0))
+        return positions, quats, boxes
+
+    def parts(self, sim) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each object's collision geoms as oriented boxes: {name: (centres (g, 3) m, rotations
+        (g, 3, 3) whose columns are the box axes in the world, half-extents (g, 3) m)}. A
+        fixture's world-aligned box hides its shape (an open drawer's walls and its floor are
+        one box); these do not."""
+        data = sim.data._data
+        parts = {}
+        for name, geoms in self._geoms.items():
             rot = data.geom_xmat[geoms].reshape(-1, 3, 3)                         # (g, 3, 3)
             centre = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rot, self._aabb[geoms, :3])
-            half = np.einsum("gij,gj->gi", np.abs(rot), self._aabb[geoms, 3:])   # (g, 3)
-            boxes[name] = ((centre - half).min(axis=0), (centre + half).max(axis=0))
-        return positions, quats, boxes
+            parts[name] = (centre, rot, self._aabb[geoms, 3:].copy())
+        return parts

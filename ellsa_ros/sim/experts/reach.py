@@ -13,6 +13,11 @@ POSITION_STEP_M = 0.05     # goal displacement of action 1.0 (robosuite OSC_POSE
 ROTATION_STEP_RAD = 0.5
 # Gripper pointing straight down with its fingers closing along world y: the Panda's rest pose.
 DOWN = np.diag([1.0, -1.0, -1.0])
+# The Panda gripper's servo target is a level in [-1 open, 1 closed] that robosuite moves by
+# 0.01 per simulator step toward the command's sign: 0.25 per control step (25 simulator
+# steps at 20 Hz). Fully open to closed takes 8 steps; a command of 0 holds the level.
+GRIPPER_LEVEL_STEP = 0.25
+GRIPPER_FULL_TRAVEL_STEPS = 8
 
 
 def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
@@ -62,3 +67,11 @@ def pose_action(eef_pos: np.ndarray, eef_axis_angle: np.ndarray, target_pos: np.
     error = matrix_to_axis_angle(target_rot @ axis_angle_to_matrix(eef_axis_angle).T)
     turn = np.clip(error / ROTATION_STEP_RAD, -1.0, 1.0)
     return np.concatenate([np.clip(move, -1.0, 1.0), turn, [gripper]]).astype(np.float32)
+
+
+def gripper_level_for(finger_m: float) -> float:
+    """The servo level (a multiple of GRIPPER_LEVEL_STEP) at which each finger's joint rests
+    nearest finger_m (m from the centre line); measured, unloaded: 0.0213 - 0.02 * level,
+    stopped at 0.039 fully open."""
+    level = (0.0213 - finger_m) / 0.02
+    return float(np.clip(np.round(level / GRIPPER_LEVEL_STEP) * GRIPPER_LEVEL_STEP, -1.0, 1.0))
