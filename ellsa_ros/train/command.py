@@ -16,7 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-s", type=float, default=d["block_s"].default, help="block length in seconds")
     parser.add_argument("--steps", type=int, default=d["steps"].default, help="optimizer steps in all")
     parser.add_argument("--batch", type=int, default=d["batch"].default, help="sequences per step")
-    parser.add_argument("--max-blocks", type=int, default=d["max_blocks"].default, help="blocks per sequence")
+    parser.add_argument("--max-blocks", type=int, default=d["max_blocks"].default,
+                        help="blocks taught per sequence (a later window keeps the blocks before it as context)")
+    parser.add_argument("--heard", default=d["heard"].default, choices=["truth", "asr", "mix"],
+                        help="the heard text trained on: as spoken, the runtime listener's transcripts "
+                             "(`ellsa datagen --transcribe`), or one or the other per episode")
     parser.add_argument("--lr", type=float, default=d["lr"].default, help="peak learning rate (cosine decay)")
     parser.add_argument("--save-every", type=int, default=d["save_every"].default, help="steps between checkpoints")
     parser.add_argument("--seed", type=int, default=d["seed"].default)
@@ -27,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=[s for s in args.data.split(",") if s], out=args.out, size=args.size,
                       action_head=args.action_head, speech_input=args.speech_input, block_s=args.block_s,
-                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, lr=args.lr,
+                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard, lr=args.lr,
                       save_every=args.save_every, seed=args.seed, threads=args.threads, device=args.device)
     folder = train(cfg)
     print(f"[train] checkpoint: {folder}  (use it with --policy {folder})")

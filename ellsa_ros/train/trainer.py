@@ -39,6 +39,7 @@ class TrainConfig:
     steps: int = 1500
     batch: int = 4                    # sequences per step
     max_blocks: int = 16              # blocks taught per sequence; a later window keeps the blocks before it as context
+    heard: str = "truth"              # heard text: "truth" (as spoken), "asr" (the runtime's transcripts), "mix"
     lr: float = 1e-3
     warmup: int = 50
     weight_decay: float = 0.01
@@ -73,7 +74,7 @@ def load_sequences(cfg: TrainConfig, c: ModelConfig) -> list[EpisodeLayout]:
     when it answers it (the collapsed history with what was heard and said, the last
     `keep_blocks` in full). A window cut from the middle would act without the instruction."""
     text, fast = tokenizers_for(c)
-    fmt = BlockFormat.for_model(c, cfg.block_s)
+    fmt = BlockFormat.for_model(c, cfg.block_s, heard=cfg.heard)
     out: list[EpisodeLayout] = []
     for root in cfg.data:
         for pairs in DatasetReader(root).sequences(fmt):

@@ -4,6 +4,7 @@
     ellsa datagen ... --workers 8                  # a local Ray of 8 CPUs, one simulator each
     ellsa datagen ... --ray HEAD:6379              # on a Ray cluster (--out on a shared file system)
     ellsa datagen --inspect data/duplex            # counts, and data/duplex/contact_sheet.png
+    ellsa datagen --transcribe data/duplex         # what the runtime hears, beside each shard
 
 A run that stops (Ctrl-C, a crash, a reboot) is resumed by running the same command again:
 finished shards are kept, the rest are made. More demonstrations per task can be added later
@@ -43,6 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                      "(default: piper, hibari and espeak variants)")
     parser.add_argument("--robot-voice", default="", help="the robot's voice (for the length of its words)")
     parser.add_argument("--inspect", type=Path, metavar="DIR", help="print counts of DIR and write its contact sheet")
+    parser.add_argument("--transcribe", type=Path, metavar="DIR",
+                        help="run the runtime's listener (silero VAD, reflex segmentation, Whisper) over every "
+                             "microphone track of DIR and store the transcripts beside its shards (resumable); "
+                             "`ellsa train --heard asr` trains on them")
     parser.add_argument("--sheet", type=Path, help="contact sheet path (default DIR/contact_sheet.png)")
     parser.add_argument("--block-s", type=float, default=1.0,
                         help="the block length the data is for: checked against --frame-hz, and the block "
@@ -93,7 +98,29 @@ def build_config(args: argparse.Namespace):
                          shares=shares), box.fallbacks
 
 
+def transcribe(root: Path, progress: bool) -> int:
+    from tqdm import tqdm
+
+    from ellsa_ros import speech
+    from ellsa_ros.sim.datagen.hearing import transcribe_dataset
+    from ellsa_ros.sim.datagen.storage import read_manifest
+
+    try:
+        total = sum(1 for h in read_manifest(root)["shards"].values() if h.get("kept", 0) > 0)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"ellsa datagen: {e}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=total, unit="shard", desc="transcribing", disable=not progress, file=sys.stderr)
+    counts = transcribe_dataset(root, speech.make_vad("silero"), speech.make_transcriber(),
+                                tick=lambda _: bar.update(1))
+    bar.close()
+    print(json.dumps(counts))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.transcribe is not None:
+        return transcribe(args.transcribe, not args.no_progress)
     if args.inspect is not None:
         from ellsa_ros.sim.datagen.inspect import contact_sheet, dataset_counts
 

@@ -96,6 +96,9 @@ class Episode:
     voices: tuple[str, ...] = ()
     noise: str = ""
     frame_hz: float | None = None
+    # What the runtime's listener heard, (s, transcript) per utterance: kept beside the shard
+    # (datagen/hearing.py), attached by the reader when it is asked for.
+    asr: list[tuple[float, str]] | None = None
 
     def __post_init__(self) -> None:
         n_obs = len(self.state)

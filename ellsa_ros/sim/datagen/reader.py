@@ -6,8 +6,10 @@ are cut at the first control tick at or after each block end; audio is the micro
 frames that started within the block and had arrived by then; images and state are the
 latest at that tick (so every cut must be a tick with a stored frame: a block length that the
 episode's frame rate does not serve is refused, naming both); utterances are handed over once
-the voice detector has ended them (`Utterance.heard_t`), as text in `heard` (what a perfect
-listener would transcribe).
+the voice detector has ended them (`Utterance.heard_t`). `heard` is their text as spoken
+(`BlockFormat.heard="truth"`), or what the runtime's listener transcribed when it handed them
+over ("asr": the transcripts `ellsa datagen --transcribe` stores beside each shard), or the one
+or the other per episode ("mix", decided by the episode's key).
 
 The target `Decision` of a block: the robot's turns that became due within it (words, and
 reject / cancel / done), and the expert's labels at the control rate from the block's
@@ -22,6 +24,7 @@ in the robot's voice at generation time.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +36,12 @@ from ellsa_ros.runtime.blocks import Block, check_block_s
 from ellsa_ros.runtime.policy import Decision
 from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS
 from ellsa_ros.sim.datagen.episode import Episode
+from ellsa_ros.sim.datagen.hearing import read_heard
 from ellsa_ros.sim.datagen.storage import read_manifest, read_shard
 from ellsa_ros.sim.frame_rate import frame_interval, serves_blocks
 
 EPS = 1e-9
+HEARD_SOURCES = ("truth", "asr", "mix")
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,12 @@ class BlockFormat:
     preroll_s: float = 0.3
     backchannel_s: float = 0.3
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    heard: str = "truth"
 
     def __post_init__(self) -> None:
         check_block_s(self.block_s)
+        if self.heard not in HEARD_SOURCES:
+            raise ValueError(f"heard={self.heard!r}: choose from {HEARD_SOURCES}")
         if self.chunk < 1 or self.control_hz <= 0 or self.sample_rate <= 0:
             raise ValueError(f"chunk ({self.chunk}), control_hz ({self.control_hz}) and sample_rate "
                              f"({self.sample_rate}) must be positive")
@@ -167,6 +175,7 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
     mic = ep.mic.astype(np.float32) / 32768.0
     frame_n = int(round(fmt.sample_rate * fmt.frame_ms / 1000.0))
     frame_s = frame_n / fmt.sample_rate
+    transcripts = _transcripts(ep, fmt)
     out, prev_cut, prev = [], -math.inf, None
     for k, ((t0, t1, cut), d) in enumerate(zip(times, decisions)):
         # frames that started in [t0, t1) and had fully arrived by the cut
@@ -189,7 +198,8 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
             state=ep.state[i].copy(), state_stamp=i / fmt.control_hz,
             utterances=[mic[int(round(max(0.0, u.t_start - fmt.preroll_s) * fmt.sample_rate)):
                             int(round(u.heard_t * fmt.sample_rate))].copy() for u in window],
-            heard=" ".join(u.text for u in window),
+            heard=" ".join(u.text for u in window) if transcripts is None else
+            " ".join(text for t, text in transcripts if prev_cut + EPS < t <= cut + EPS),
             user_speaking=any(u.t_start <= cut < u.heard_t for u in ep.utterances),
             interrupted=bool(keywords) or cut_voice, keywords=keywords, said=" ".join(said),
             robot_speaking=any(s.start < cut < (s.cut_at if s.cut_at is not None else s.end) for s in speech),
@@ -197,6 +207,16 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
         out.append((block, d))
         prev_cut, prev = cut, d
     return out
+
+
+def _transcripts(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str]] | None:
+    """The listener's transcripts to read `heard` from, or None for the spoken text."""
+    if fmt.heard == "truth" or (fmt.heard == "mix" and zlib.crc32(ep.key.encode()) % 2 == 0):
+        return None
+    if ep.asr is None:
+        raise ValueError(f"episode {ep.key} has no transcripts (heard={fmt.heard!r}): make them with "
+                         "`ellsa datagen --transcribe DIR`")
+    return ep.asr
 
 
 class DatasetReader:
@@ -212,9 +232,11 @@ class DatasetReader:
         """Refuses, before any episode is read, a block length the dataset's frame rate cannot serve."""
         check_frame_rate(self.frame_hz, fmt, f"the dataset {self.root}")
 
-    def episodes(self, shuffle_seed: int | None = None, part: tuple[int, int] = (0, 1)) -> Iterator[Episode]:
+    def episodes(self, shuffle_seed: int | None = None, part: tuple[int, int] = (0, 1),
+                 transcripts: bool = False) -> Iterator[Episode]:
         """Episodes of this reader's part (`part` = (i, n): every n-th shard from the i-th, so
-        n loader workers read disjoint data), shard order shuffled when a seed is given."""
+        n loader workers read disjoint data), shard order shuffled when a seed is given; with
+        `transcripts`, each carries what the runtime's listener heard (`Episode.asr`)."""
         i, n = part
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
@@ -224,6 +246,9 @@ class DatasetReader:
             rng.shuffle(order)
         for rel in order:
             episodes = read_shard(self.root / rel)["episodes"]
+            if transcripts:
+                for ep, heard in zip(episodes, read_heard(self.root / rel, len(episodes))):
+                    ep.asr = heard
             if rng is not None:
                 rng.shuffle(episodes)
             yield from episodes
@@ -231,7 +256,7 @@ class DatasetReader:
     def sequences(self, fmt: BlockFormat, **kw) -> Iterator[list[tuple[Block, Decision]]]:
         """One list of (Block, Decision) per episode: what the trainer lays out as one sequence."""
         self.check(fmt)
-        for ep in self.episodes(**kw):
+        for ep in self.episodes(transcripts=fmt.heard != "truth", **kw):
             yield episode_blocks(ep, fmt)
 
     def blocks(self, fmt: BlockFormat, **kw) -> Iterator[tuple[Block, Decision]]:

@@ -1,0 +1,114 @@
+"""What the runtime hears in a dataset: its microphone tracks through the runtime's own listener.
+
+Training on the text that was spoken teaches a model to act on words the robot never hears
+as such: at run time the instruction reaches the model as the ASR transcript of what the
+voice detector cut out of a noisy microphone. This pass plays every episode's microphone track
+through the same listening path as `ellsa sim` (silero VAD and the engine's `Reflex`
+segmentation, then the shipped Whisper transcriber with its default prompt) and stores, beside
+each shard, when each utterance was handed over (the end of its last voiced frame) and what
+was transcribed:
+
+    libero_object/task00/shard0000.msgpack.zst
+    libero_object/task00/shard0000.heard.json     {"listener": {...}, "episodes": [[[t_s, text], ...], ...]}
+
+The reader uses these with `BlockFormat(heard="asr")`. A sidecar that exists and names the
+same listener is complete and kept; the pass is resumable and can be rerun when the listener
+changes (another ASR model or VAD) without regenerating the data.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ellsa_ros.runtime.hearing import VAD, Transcriber
+from ellsa_ros.runtime.reflex import Reflex, ReflexConfig
+from ellsa_ros.sim.datagen.storage import SHARD_SUFFIX, read_manifest, read_shard
+
+HEARD_SUFFIX = ".heard.json"
+FRAME_MS = 20.0
+
+Heard = list[tuple[float, str]]   # (seconds on the episode clock, transcript) per utterance
+
+
+def heard_path(shard: Path) -> Path:
+    shard = Path(shard)
+    return shard.with_name(shard.name[:-len(SHARD_SUFFIX)] + HEARD_SUFFIX)
+
+
+def listen(mic: np.ndarray, sample_rate: int, vad: VAD, transcriber: Transcriber,
+           reflex: ReflexConfig | None = None) -> Heard:
+    """The utterances the runtime's listener hands over from `mic` (int16 or float32 mono), each
+    with the time its last frame ended and its transcript (empty transcripts are dropped)."""
+    audio = np.asarray(mic, np.float32)
+    if np.issubdtype(np.asarray(mic).dtype, np.integer):
+        audio = audio / 32768.0
+    vad.reset()
+    ear = Reflex(vad, None, reflex or ReflexConfig(), sample_rate)
+    n = int(round(sample_rate * FRAME_MS / 1000.0))
+    out: Heard = []
+    for i in range(len(audio) // n):
+        r = ear.hear(audio[i * n:(i + 1) * n], robot_speaking=False)
+        if r.speech_ended:
+            text = transcriber.transcribe(r.utterance).strip()
+            if text:
+                out.append((round((i + 1) * n / sample_rate, 4), text))
+    return out
+
+
+def listener_identity(transcriber: Transcriber, vad: VAD) -> dict:
+    """What decides the transcripts: a sidecar made by another listener is redone."""
+    config = getattr(transcriber, "config", None)
+    return {"asr": type(transcriber).__name__, "asr_config": repr(config), "vad": type(vad).__name__,
+            "vad_config": repr(getattr(vad, "config", None)), "frame_ms": FRAME_MS}
+
+
+def read_heard(shard: Path, expected_episodes: int) -> list[Heard]:
+    """The transcripts stored beside `shard`; FileNotFoundError saying how to make them."""
+    path = heard_path(shard)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: make the transcripts with `ellsa datagen --transcribe "
+                                f"{shard.parents[2]}` (or read the dataset with heard='truth')")
+    body = json.loads(path.read_text(encoding="utf-8"))
+    episodes = body.get("episodes")
+    if not isinstance(episodes, list) or len(episodes) != expected_episodes:
+        raise ValueError(f"{path} holds transcripts of {len(episodes or [])} episodes, the shard {expected_episodes}")
+    return [[(float(t), str(text)) for t, text in ep] for ep in episodes]
+
+
+def transcribe_dataset(root: str | Path, vad: VAD, transcriber: Transcriber,
+                       tick: Callable[[str], None] | None = None) -> dict:
+    """Writes the sidecar of every kept shard of the dataset at `root` that lacks one from this
+    listener; returns counts. `tick(shard)` is called after each shard (progress)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    identity = listener_identity(transcriber, vad)
+    counts = {"shards": 0, "made": 0, "kept": 0, "utterances": 0}
+    for rel, header in sorted(manifest["shards"].items()):
+        if header.get("kept", 0) <= 0:
+            continue
+        counts["shards"] += 1
+        shard = root / rel
+        path = heard_path(shard)
+        if path.is_file():
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("listener") == identity:
+                    counts["kept"] += 1
+                    if tick:
+                        tick(rel)
+                    continue
+            except ValueError:
+                pass   # a damaged sidecar is made again
+        episodes = read_shard(shard)["episodes"]
+        heard = [listen(ep.mic, ep.sample_rate, vad, transcriber) for ep in episodes]
+        counts["utterances"] += sum(len(h) for h in heard)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"listener": identity, "episodes": heard}), encoding="utf-8")
+        os.replace(tmp, path)
+        counts["made"] += 1
+        if tick:
+            tick(rel)
+    return counts
