@@ -61,8 +61,10 @@ def test_policy_node_drives_a_joint_arm_with_trajectories(tmp_path):
     # Look-ahead points follow at the control period (10 Hz here).
     steps = [p.time_from_start.sec * 1e9 + p.time_from_start.nanosec for p in last.points]
     assert np.allclose(np.diff(steps), 1e8)
-    # Joint targets approach the policy's [0.1, -0.2, 0.3] by at most max_step per tick.
+    # Before the first plan the arm holds where its joints are; then the targets approach the
+    # policy's [0.1, -0.2, 0.3] from there by at most max_step per tick.
     positions = np.array([t.points[0].positions for t in got])
+    assert np.allclose(positions[0], 0.0)   # the measured joints
     assert np.all(np.abs(np.diff(positions, axis=0)) <= 0.05 + 1e-9)
     assert np.allclose(positions[-1], [0.1, -0.2, 0.3])
     stamps = [m.from_stamp(t.header.stamp) for t in got]
@@ -87,7 +89,9 @@ def test_microphone_publishes_frames_of_the_configured_layout(tmp_path):
 
 
 def test_bringup_refuses_a_bad_config_before_starting_anything(tmp_path):
-    bad = config_file("arm.yaml").read_text().replace("block_s: 1.0", "block_s: 5.0")
+    shipped = config_file("arm.yaml").read_text()
+    bad = shipped.replace("block_s: 0.0", "block_s: 5.0")
+    assert bad != shipped
     (tmp_path / "arm.yaml").write_text(bad)
     done = subprocess.run([str(BIN / "ellsa"), "bringup", "--config", str(tmp_path / "arm.yaml")],
                           capture_output=True, text=True, timeout=60)

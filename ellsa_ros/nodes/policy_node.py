@@ -177,7 +177,10 @@ class PolicyNode(Node):
         if self.params.action_space == "ee_delta":
             return np.zeros(self.params.dof, np.float32)
         state = self.engine.state.latest
-        return None if state is None else np.asarray(state.value, np.float32)
+        if state is None:
+            return None
+        self.engine.seed_hold(state.value)   # the plan then ramps from where the joints are
+        return np.asarray(state.value, np.float32)
 
     def event_callback(self, event: ev.Event) -> None:
         """Called by the engine on whichever thread the event happened."""

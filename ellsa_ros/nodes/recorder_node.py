@@ -1,7 +1,8 @@
 """recorder_node: every runtime topic (or the ones named) -> a rosbag2 folder with MCAP.
 
-Looks for new topics every `discover_period_s` and subscribes to each with raw=True; the
-QoS follows the publishers (best effort if any publisher is, so sensor streams match).
+Looks for new topics every `discover_period_s` and subscribes to each with raw=True once it
+has a publisher; the QoS follows the publishers (best effort if any publisher is, so sensor
+streams match).
 """
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ class RecorderNode(Node):
             if topic in self.bag.counts or topic in self.skipped or topic in ROS_OWN_TOPICS:
                 continue
             if self.wanted and topic not in self.wanted:
+                continue
+            if not self.count_publishers(topic):
+                # Only subscribers so far: the QoS to match is the publishers', so wait for one
+                # (a reliable subscription never hears a best-effort camera that appears later).
                 continue
             if len(types) != 1 or not self.bag.knows(types[0]):
                 self.skipped.add(topic)

@@ -174,6 +174,12 @@ class ActionQueue:
         self._last = act
         return Command(now, act, hold=False, chunk_id=slot.chunk_id, clamped=clamped)
 
+    def seed(self, action: np.ndarray) -> None:
+        """Before anything was commanded: where the arm is (e.g. its measured joint positions).
+        A hold keeps it, and the first planned action is rate-limited from it."""
+        if self._last is None:
+            self._last = np.clip(np.asarray(action, np.float32), self.limits.low, self.limits.high)
+
     def hold(self, now: float) -> Command:
         if self._last is None:
             return Command(now, None, hold=True)

@@ -239,6 +239,12 @@ class DuplexEngine:
                 self._live_chunk = None
             return cmd
 
+    def seed_hold(self, action: np.ndarray) -> None:
+        """Called by a front end that knows where the arm is before the first command: holds
+        keep that position and the first action ramps from it within the rate limits."""
+        with self._lock:
+            self.queue.seed(action)
+
     def plan(self, after: float) -> np.ndarray:
         """The actions planned for the ticks after `after`, limits applied: (n, dof), for front
         ends that publish look-ahead chunks to an interpolating controller."""

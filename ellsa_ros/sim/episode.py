@@ -35,11 +35,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_robot_arguments(parser)
     parser.add_argument("--out", default="sim_runs", metavar="DIR",
                         help="where the run folder goes (default: sim_runs)")
-    parser.add_argument("--camera-hz", type=float, default=None, metavar="HZ",
-                        help="how often both cameras are rendered for the robot (default: the slowest rate "
-                             "that gives every block cut its own frame, 2 Hz at 0.5 s blocks)")
-    parser.add_argument("--video-fps", type=float, default=10.0, metavar="FPS",
-                        help="frames per second of the mp4, from the agentview camera (default: 10)")
     parser.add_argument("--no-video", action="store_true", help="write no mp4")
     parser.add_argument("--no-bag", action="store_true", help="write no rosbag2 recording")
     parser.add_argument("--seed", type=int, default=0)

@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
-    """Policy, voices and ears: shared by `ellsa eval` and `ellsa sim`."""
+    """Policy, voices, ears and camera rates: shared by `ellsa eval` and `ellsa sim`."""
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--policy", metavar="CKPT", help="a checkpoint folder, or remote:tcp://HOST:PORT "
                                                       "(default: the embedded model)")
