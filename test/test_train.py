@@ -133,3 +133,29 @@ def test_a_late_training_window_sees_what_the_streaming_policy_holds(dataset, tm
     heard = {int(p) for p in np.flatnonzero(seg.block == heard_at) if seg.keep[p]}
     assert heard and heard <= {p for p, _ in seen_streaming}
     assert (policy.vocab.sentence in {int(seg.ids[p]) for p in heard}) == bool(sentence_dim)
+
+
+def test_checkpoints_are_chosen_by_closed_loop_success_and_the_curve_is_drawn(dataset, tmp_path, capsys):
+    from ellsa_ros.train.selection import Curve
+    cfg = TrainConfig(data=[str(dataset)], out=str(tmp_path), size="tiny", block_s=0.5, steps=10, batch=2,
+                      max_blocks=6, lr=3e-3, warmup=2, save_every=100, eval_every=5, eval_tasks="libero_spatial:0",
+                      eval_init_states=(48,), eval_max_steps=30)
+    train(cfg)
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert [s for s, _ in curve["success"]] == [5, 10]
+    assert all(r["episodes"] == 1 and 0.0 <= r["success_rate"] <= 1.0 for _, r in curve["success"])
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    episodes = sorted((tmp_path / "selection").glob("step*/libero_spatial/episodes/*.json"))
+    assert len(episodes) == 2 and json.loads(episodes[0].read_text())["init_state"] == 48
+    # the best checkpoint (ties go to the later one) is a policy
+    assert load_policy(tmp_path / "best").config.size == "tiny"
+    assert "closed-loop success" in capsys.readouterr().err
+    # a resumed run keeps the curve it had
+    assert len(Curve(tmp_path).points["success"]) == 2
+
+
+def test_a_selection_set_that_names_no_suite_is_refused(dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown suite 'libero_nope'"):
+        TrainConfig(data=[str(dataset)], out=str(tmp_path), eval_every=5, eval_tasks="libero_nope:0")
+    with pytest.raises(ValueError, match="eval_every needs eval_tasks"):
+        TrainConfig(data=[str(dataset)], out=str(tmp_path), eval_every=5)

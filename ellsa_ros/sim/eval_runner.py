@@ -39,6 +39,7 @@ class EvalSetup:
     instructions_path: str | None = None
     typed: bool = False                     # without a scenario: type the instruction instead of speaking it
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    max_steps: int | None = None            # control steps an episode may take; None: the suite's limit
 
     def __post_init__(self) -> None:
         if self.videos not in VIDEO_CHOICES:
@@ -117,7 +118,8 @@ class EpisodeRunner:
     def _bridge(self, job: EpisodeJob) -> SimBridge:
         if self.env is None:
             from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
-            self.env = LiberoEnv(LiberoEnvConfig(self.setup.suite, job.task_id, image_size=self.setup.image_size))
+            self.env = LiberoEnv(LiberoEnvConfig(self.setup.suite, job.task_id, image_size=self.setup.image_size,
+                                                 max_steps=self.setup.max_steps))
         if self.bridge is None:
             bridge_config = replace(self.setup.bridge, record_frames=self.setup.videos != "none")
             self.bridge = SimBridge(self.env, self.robot.make_engine, self.robot.user_tts, bridge_config)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .trainer import TrainConfig, train
 
@@ -26,13 +27,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d["seed"].default)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU exists")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="steps between closed-loop evaluations of the checkpoint; the best goes to OUT/best "
+                             "(0: none)")
+    parser.add_argument("--eval-tasks", default="", help="the selection set, e.g. libero_spatial:0-9,libero_object:0-9")
+    parser.add_argument("--eval-init-states", default="48,49",
+                        help="init states of each selection task (kept apart from ellsa eval's 0, 1, ...)")
+    parser.add_argument("--eval-max-steps", type=int, default=None,
+                        help="control steps per selection episode (default: the suite's limit)")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(data=[s for s in args.data.split(",") if s], out=args.out, size=args.size,
-                      action_head=args.action_head, speech_input=args.speech_input, block_s=args.block_s,
-                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard, lr=args.lr,
-                      save_every=args.save_every, seed=args.seed, threads=args.threads, device=args.device)
-    folder = train(cfg)
+    try:
+        cfg = config_from(args)
+        folder = train(cfg)
+    except (ValueError, FileNotFoundError) as e:   # bad settings or data: named, no traceback
+        print(f"ellsa train: {e}", file=sys.stderr)
+        return 2
     print(f"[train] checkpoint: {folder}  (use it with --policy {folder})")
     return 0
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(data=[s for s in args.data.split(",") if s], out=args.out, size=args.size,
+                      action_head=args.action_head, speech_input=args.speech_input, block_s=args.block_s,
+                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard, lr=args.lr,
+                      save_every=args.save_every, seed=args.seed, threads=args.threads, device=args.device,
+                      eval_every=args.eval_every, eval_tasks=args.eval_tasks,
+                      eval_init_states=tuple(int(x) for x in args.eval_init_states.split(",") if x.strip()),
+                      eval_max_steps=args.eval_max_steps)

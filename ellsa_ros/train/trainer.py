@@ -1,7 +1,8 @@
 """The training loop: teacher-forced SA-MoE training on data-engine datasets, on CPU or GPU.
 
 Checkpoints every `save_every` steps (a model folder that `load_policy` reads, plus the
-optimizer state), and resumes from them, so a long run survives being stopped.
+optimizer state), and resumes from them, so a long run survives being stopped. With
+`eval_every`, checkpoints are also scored in closed loop and the best is kept (selection.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ellsa_ros.model.training_batch import EpisodeLayout, collate
 from ellsa_ros.sim.datagen.reader import BlockFormat, DatasetReader
 
 from .examples import episode_layout
+from .selection import SELECTION_INIT_STATES, Curve, SelectionSet, closed_loop_success, keep_best
 
 STATE_FILE = "train_state.pt"
 MODEL_DIR = "model"
@@ -48,6 +50,10 @@ class TrainConfig:
     threads: int = 0                  # torch CPU threads; 0 keeps torch's default
     device: str = "cpu"
     model_overrides: dict = field(default_factory=dict)
+    eval_every: int = 0               # steps between closed-loop evaluations of the checkpoint (0: none)
+    eval_tasks: str = ""              # the selection set: "libero_spatial:0-9,libero_object:0-9"
+    eval_init_states: tuple[int, ...] = SELECTION_INIT_STATES
+    eval_max_steps: int | None = None  # control steps per selection episode (None: the suite's limit)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -59,6 +65,13 @@ class TrainConfig:
             raise ValueError("steps, batch, max_blocks and save_every must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.eval_every < 0 or (self.eval_every and not self.eval_tasks):
+            raise ValueError("eval_every needs eval_tasks (the selection set), and must be >= 0")
+        if self.eval_every:
+            self.selection().suites()   # an unknown suite or task is named before training starts
+
+    def selection(self) -> SelectionSet:
+        return SelectionSet(self.eval_tasks, tuple(self.eval_init_states), self.eval_max_steps)
 
     def model_config(self) -> ModelConfig:
         return sized(self.size, action_head=self.action_head, speech_input=self.speech_input, block_s=self.block_s,
@@ -121,6 +134,7 @@ def train(cfg: TrainConfig, log=None) -> Path:
           f"{c.size} model, {n_params / 1e6:.2f} M parameters", file=log)
     rng = np.random.default_rng(cfg.seed + step)
     net.train()
+    curve = Curve(out)
     history: list[dict] = []
     t_last = time.monotonic()
     while step < cfg.steps:
@@ -145,9 +159,27 @@ def train(cfg: TrainConfig, log=None) -> Path:
             print(f"[train] step {step}/{cfg.steps} loss {mean['loss']:.4f} text {mean['text']:.4f} "
                   f"action {mean['action']:.4f} lr {lr_at(cfg, step - 1):.2e} ({rate:.2f} steps/s)",
                   file=log, flush=True)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+            curve.loss(step, mean["loss"])
+        evaluating = cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps)
+        if step % cfg.save_every == 0 or step == cfg.steps or evaluating:
             save(net, opt, step, cfg, c, out, history)
+            if evaluating:
+                select(cfg, net, step, out, curve, log)
+            curve.save()
     return out / MODEL_DIR
+
+
+def select(cfg: TrainConfig, net: EllsaNet, step: int, out: Path, curve: Curve, log) -> None:
+    """Evaluates the checkpoint just saved in closed loop; keeps it in RUN/best when it is the best."""
+    t0 = time.monotonic()
+    result = closed_loop_success(out / MODEL_DIR, cfg.selection(), out / "selection" / f"step{step:06d}")
+    best = curve.success(step, result)
+    if best:
+        keep_best(out / MODEL_DIR, out)
+    net.train()
+    print(f"[train] step {step}: closed-loop success {100 * result['success_rate']:.1f}% over {result['episodes']} "
+          f"episodes {result['per_suite']} ({time.monotonic() - t0:.0f} s){'  best so far: RUN/best' if best else ''}",
+          file=log, flush=True)
 
 
 def save(net: EllsaNet, opt, step: int, cfg: TrainConfig, c: ModelConfig, out: Path, history: list[dict]) -> None:
