@@ -62,9 +62,11 @@ def test_a_resumed_run_keeps_finished_shards_and_completes_the_rest(dataset):
     assert manifest["config"]["shares"]["barge_in"] == 0.5 and manifest["config"]["rollout"]["noise_levels"] == [0.0]
     assert "mujoco" in manifest["versions"] and "espeak-ng" in manifest["versions"]
     assert manifest["frame_hz"] == 4.0 and manifest["config"]["rollout"]["frame_hz"] == 4.0
-    # a third run finds nothing to do
+    # a third run finds nothing to do: neither shard is written again
+    second_before = second.stat()
     gen.generate(dataset["config"], progress=False)
-    assert first.stat().st_mtime_ns == after.st_mtime_ns and second.stat().st_mtime_ns == second.stat().st_mtime_ns
+    assert (first.stat().st_ino, first.stat().st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+    assert (second.stat().st_ino, second.stat().st_mtime_ns) == (second_before.st_ino, second_before.st_mtime_ns)
 
 
 def test_other_settings_cannot_resume_a_dataset(dataset):

@@ -58,12 +58,19 @@ def block(i: int, heard: str = "", images=True, state=True, audio=None, size=128
 def test_policy_steps_blocks_and_returns_decisions(head):
     policy = make_policy(action_head=head)
     assert isinstance(policy, Policy)
+    vocab = Vocab(policy.config)
+    # block 0 is decoded along an acting path (silence, then a chunk), the others greedily
+    act = [SPECIAL_ID["<act_q>"]] if head == "continuous" else \
+        [vocab.action_base + 1 + k for k in range(6)] + [SPECIAL_ID["<eoa>"]]
     for i in range(4):
-        d = policy.step(block(i, "pick up the black bowl and place it on the plate" if i == 0 else ""))
+        b = block(i, "pick up the black bowl and place it on the plate" if i == 0 else "")
+        d = policy.replay(b, [SPECIAL_ID["<silence>"], *act]) if i == 0 else policy.step(b)
         assert isinstance(d, Decision)
+        if i == 0:
+            assert d.say == "" and d.actions is not None
         if d.actions is not None:
             assert d.actions.shape == (10, 7) and d.actions.dtype == np.float32
-            assert np.all(np.abs(d.actions) <= 1.0)
+            assert np.all(np.abs(d.actions) <= 1.0) and np.isfinite(d.actions).all()
         assert d.info["block"] == i
     # a block step costs the block, not the history: the cache holds at most K blocks plus kept text
     assert policy.cache.length < policy.cache.next_position

@@ -5,7 +5,6 @@ import shutil
 import stat
 
 import pytest
-import zmq
 from test_serve_session import SPEC, CountingPolicy, make_block
 
 from ellsa_ros.cli import main
@@ -98,4 +97,3 @@ def test_missing_keys_are_named(tmp_path):
         PolicyServer(CountingPolicy, SPEC, ServerConfig(bind="tcp://127.0.0.1:*", keys_dir=str(tmp_path))).start()
     with pytest.raises(FileNotFoundError, match="robot.key_secret is missing"):
         RemotePolicy(RemoteConfig("tcp://127.0.0.1:5555", keys_dir=str(tmp_path)))
-    assert zmq.has("curve")

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
-pytest.importorskip("libero.libero")
-
-from gymnasium.utils.env_checker import check_env  # noqa: E402
-
-from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig  # noqa: E402
-from ellsa_ros.sim.suites import init_states, parse_task_ids, task_spec  # noqa: E402
+from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
+from ellsa_ros.sim.suites import init_states, parse_task_ids, task_spec
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig
+from ellsa_ros.sim.experts import PickPlaceExpert, expert_for
+from ellsa_ros.sim.experts.evaluate import evaluate, run_episode
 from ellsa_ros.sim.experts.grasps import (
     FINGER_OPEN_M,
     MAX_SPAN_M,
@@ -15,6 +18,7 @@ from ellsa_ros.sim.experts.grasps import (
     clearance,
     rim_grasps,
 )
+from ellsa_ros.sim.experts.pick_place import Phase
 from ellsa_ros.sim.experts.reach import axis_angle_to_matrix, down_with_yaw, matrix_to_axis_angle, pose_action
 
 
@@ -102,12 +106,6 @@ def test_pose_action_points_at_the_target_and_caps_speed():
     assert turn[5] > 0                                 # yaw toward +0.3 rad about world z
 
 
-pytest.importorskip("libero.libero")
-
-from ellsa_ros.sim.env import LiberoEnv, LiberoEnvConfig  # noqa: E402
-from ellsa_ros.sim.experts import PickPlaceExpert, expert_for  # noqa: E402
-from ellsa_ros.sim.experts.evaluate import evaluate, run_episode  # noqa: E402
-from ellsa_ros.sim.experts.pick_place import Phase  # noqa: E402
 
 
 def _physics_env(suite: str, task_id: int) -> LiberoEnv:
