@@ -159,3 +159,22 @@ def test_a_selection_set_that_names_no_suite_is_refused(dataset, tmp_path):
         TrainConfig(data=[str(dataset)], out=str(tmp_path), eval_every=5, eval_tasks="libero_nope:0")
     with pytest.raises(ValueError, match="eval_every needs eval_tasks"):
         TrainConfig(data=[str(dataset)], out=str(tmp_path), eval_every=5)
+
+
+def test_the_averaged_weights_are_what_is_saved_and_a_resumed_run_keeps_them(dataset, tmp_path):
+    from ellsa_ros.model import checkpoint
+    cfg = TrainConfig(data=[str(dataset)], out=str(tmp_path), size="tiny", block_s=0.5, steps=6, batch=2,
+                      max_blocks=6, lr=3e-3, warmup=2, save_every=3, ema=0.5, augment_shift_px=4,
+                      augment_jitter=0.1)
+    train(cfg)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=False)
+    assert state["ema"] is not None
+    raw = state["model"]
+    shipped = checkpoint.load(tmp_path / "model").state_dict()
+    assert any(not torch.equal(shipped[k], raw[k]) for k in raw if k in shipped), "the raw weights were saved"
+    averaged = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert averaged and all(torch.equal(shipped[k], averaged[k]) for k in averaged)
+    train(TrainConfig(**{**cfg.__dict__, "steps": 9}))
+    assert torch.load(tmp_path / STATE_FILE, weights_only=False)["step"] == 9
+    with pytest.raises(ValueError, match="ema=1.0"):
+        TrainConfig(data=[str(dataset)], out=str(tmp_path), ema=1.0)

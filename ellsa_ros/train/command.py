@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d["seed"].default)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU exists")
+    parser.add_argument("--augment-shift-px", type=int, default=0, help="random image shifts up to N px (0: none)")
+    parser.add_argument("--augment-jitter", type=float, default=0.0, help="brightness/contrast jitter (0: none)")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="save an exponential moving average of the weights with this decay (0: none)")
     parser.add_argument("--eval-every", type=int, default=0,
                         help="steps between closed-loop evaluations of the checkpoint; the best goes to OUT/best "
                              "(0: none)")
@@ -53,6 +57,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
                       action_head=args.action_head, speech_input=args.speech_input, block_s=args.block_s,
                       steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard, lr=args.lr,
                       save_every=args.save_every, seed=args.seed, threads=args.threads, device=args.device,
+                      augment_shift_px=args.augment_shift_px, augment_jitter=args.augment_jitter, ema=args.ema,
                       eval_every=args.eval_every, eval_tasks=args.eval_tasks,
                       eval_init_states=tuple(int(x) for x in args.eval_init_states.split(",") if x.strip()),
                       eval_max_steps=args.eval_max_steps)

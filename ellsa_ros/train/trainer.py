@@ -23,6 +23,7 @@ from ellsa_ros.model.tokenizers_for import tokenizers_for
 from ellsa_ros.model.training_batch import EpisodeLayout, collate
 from ellsa_ros.sim.datagen.reader import BlockFormat, DatasetReader
 
+from .augment import Augment
 from .examples import episode_layout
 from .selection import SELECTION_INIT_STATES, Curve, SelectionSet, closed_loop_success, keep_best
 
@@ -50,6 +51,9 @@ class TrainConfig:
     threads: int = 0                  # torch CPU threads; 0 keeps torch's default
     device: str = "cpu"
     model_overrides: dict = field(default_factory=dict)
+    augment_shift_px: int = 0         # random image shifts up to this many pixels (0: none)
+    augment_jitter: float = 0.0       # brightness / contrast jitter (0: none)
+    ema: float = 0.0                  # decay of an exponential moving average of the weights that is saved (0: none)
     eval_every: int = 0               # steps between closed-loop evaluations of the checkpoint (0: none)
     eval_tasks: str = ""              # the selection set: "libero_spatial:0-9,libero_object:0-9"
     eval_init_states: tuple[int, ...] = SELECTION_INIT_STATES
@@ -65,6 +69,9 @@ class TrainConfig:
             raise ValueError("steps, batch, max_blocks and save_every must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        Augment(self.augment_shift_px, self.augment_jitter)   # bad values named here
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema} must be in [0, 1) (0: off, e.g. 0.999)")
         if self.eval_every < 0 or (self.eval_every and not self.eval_tasks):
             raise ValueError("eval_every needs eval_tasks (the selection set), and must be >= 0")
         if self.eval_every:
@@ -133,6 +140,9 @@ def train(cfg: TrainConfig, log=None) -> Path:
     print(f"[train] {len(sequences)} sequences from {cfg.data} ({time.monotonic() - t0:.0f} s to read); "
           f"{c.size} model, {n_params / 1e6:.2f} M parameters", file=log)
     rng = np.random.default_rng(cfg.seed + step)
+    augment = Augment(cfg.augment_shift_px, cfg.augment_jitter)
+    views = torch.Generator().manual_seed(cfg.seed + step)
+    ema = _ema_of(net, out, cfg) if cfg.ema else None
     net.train()
     curve = Curve(out)
     history: list[dict] = []
@@ -140,6 +150,7 @@ def train(cfg: TrainConfig, log=None) -> Path:
     while step < cfg.steps:
         picks = rng.choice(len(sequences), size=min(cfg.batch, len(sequences)), replace=False)
         batch = collate(c, [sequences[i] for i in picks])
+        batch.images = augment(batch.images, views)
         batch = type(batch)(**{k: (v.to(cfg.device) if torch.is_tensor(v) else
                                    [x.to(cfg.device) for x in v] if isinstance(v, list) else v)
                                for k, v in vars(batch).items()})
@@ -150,6 +161,8 @@ def train(cfg: TrainConfig, log=None) -> Path:
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         history.append({k: float(v.detach()) for k, v in losses.items()})
         if step % 10 == 0 or step == cfg.steps:
@@ -162,7 +175,7 @@ def train(cfg: TrainConfig, log=None) -> Path:
             curve.loss(step, mean["loss"])
         evaluating = cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps or evaluating:
-            save(net, opt, step, cfg, c, out, history)
+            save(net, opt, step, cfg, c, out, history, ema)
             if evaluating:
                 select(cfg, net, step, out, curve, log)
             curve.save()
@@ -182,11 +195,25 @@ def select(cfg: TrainConfig, net: EllsaNet, step: int, out: Path, curve: Curve, 
           file=log, flush=True)
 
 
-def save(net: EllsaNet, opt, step: int, cfg: TrainConfig, c: ModelConfig, out: Path, history: list[dict]) -> None:
+def _ema_of(net: EllsaNet, out: Path, cfg: TrainConfig) -> torch.optim.swa_utils.AveragedModel:
+    """The moving average of the weights (resumed from the run's state when there is one)."""
+    ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        saved = torch.load(state_path, map_location=cfg.device, weights_only=False).get("ema")
+        if saved is not None:
+            ema.load_state_dict(saved)
+    return ema
+
+
+def save(net: EllsaNet, opt, step: int, cfg: TrainConfig, c: ModelConfig, out: Path, history: list[dict],
+         ema: torch.optim.swa_utils.AveragedModel | None = None) -> None:
+    """The checkpoint (the averaged weights when `ema` is on) and the state a resumed run needs."""
     # Write next to the old files, then rename: a run stopped mid-save keeps the last good state.
-    checkpoint.save(net.cpu() if cfg.device != "cpu" else net, out / (MODEL_DIR + ".tmp"))
+    shipped = net if ema is None else ema.module
+    checkpoint.save(shipped.cpu() if cfg.device != "cpu" else shipped, out / (MODEL_DIR + ".tmp"))
     if cfg.device != "cpu":
-        net.to(cfg.device)
+        shipped.to(cfg.device)
     tmp_model, final_model = out / (MODEL_DIR + ".tmp"), out / MODEL_DIR
     if final_model.exists():
         for f in final_model.iterdir():
@@ -194,7 +221,8 @@ def save(net: EllsaNet, opt, step: int, cfg: TrainConfig, c: ModelConfig, out: P
         final_model.rmdir()
     tmp_model.rename(final_model)
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "model_config": json.loads(c.to_json())}, out / (STATE_FILE + ".tmp"))
+                "model_config": json.loads(c.to_json()), "ema": None if ema is None else ema.state_dict()},
+               out / (STATE_FILE + ".tmp"))
     (out / (STATE_FILE + ".tmp")).rename(out / STATE_FILE)
     meta = {"train_config": asdict(cfg), "step": step, "last_losses": history[-10:]}
     (out / "train.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
