@@ -11,8 +11,9 @@ offers it (shared weights, own state: `ModelPolicy` does), else a deep copy.
 The served spec also carries what the model reads (cameras, image_size, state_dim from the
 policy or its config), so that the server refuses blocks the model cannot use.
 
-Ctrl-C or SIGTERM stops serving and exits 0; both handlers are installed explicitly, since a
-process started from a background job inherits SIGINT as ignored.
+Ctrl-C or SIGTERM stops serving and exits 0 once the server's threads have ended; both
+handlers are installed explicitly, since a process started from a background job inherits
+SIGINT as ignored, and a second signal during the shutdown is ignored.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import argparse
 import copy
 import importlib
 import logging
+import os
 import signal
 import sys
 from typing import Callable
@@ -72,27 +74,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"ellsa serve: {e}", file=sys.stderr)
         return 2
     server = PolicyServer(make_policy, spec, config)
+    # Installed before the server starts: from then on no signal may end the process before
+    # close() has waited for the server's threads.
+    previous = {sig: signal.signal(sig, _Interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
+        print(f"serving {name} on {server.endpoint}: block {spec.block_s} s, chunk {spec.chunk} x {spec.dof} "
+              f"at {spec.control_hz} Hz ({spec.action_space})", file=sys.stderr, flush=True)
+        server.serve_forever()
     except (OSError, FileNotFoundError) as e:
         print(f"ellsa serve: {e}", file=sys.stderr)
         return 1
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"serving {name} on {server.endpoint}: block {spec.block_s} s, chunk {spec.chunk} x {spec.dof} "
-          f"at {spec.control_hz} Hz ({spec.action_space})", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
     except KeyboardInterrupt:
         print("ellsa serve: shutting down", file=sys.stderr, flush=True)
     finally:
         server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not server.stopped:
+        # A policy still inside step(): CPython ends such a daemon thread at finalization with
+        # pthread_exit, and unwinding through torch's C++ frames calls std::terminate (SIGABRT).
+        print("ellsa serve: a session did not finish its request; exiting without waiting for it",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _Interrupt:
+    """The SIGINT/SIGTERM handler: KeyboardInterrupt on the first signal only, so that a
+    second one cannot cut short the wait for the server's threads."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if not self.raised:
+            self.raised = True
+            raise KeyboardInterrupt
 
 
 def _policy_factory(args: argparse.Namespace) -> tuple[Callable[[], Policy], str]:

@@ -36,13 +36,16 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from ..runtime.policy import Policy
 from .codec import PolicySpec, block_from_body, check_block
-from .connections import ENDED, Connections
+from .connections import Connections
 from .hello_limit import HelloLimit
 from .keys import apply_server, is_loopback, server_keys
 from .protocol import Envelope, ErrorCode, Kind, ProtocolError, decode, encode
 from .session import Request, Session
 
 log = logging.getLogger("ellsa.serve")
+
+CLOSE_TIMEOUT_S = 5.0   # close() waits this long for the socket thread (sessions get 1 s of it)
+LATE_MESSAGE_S = 1.0    # longest a session outlives its connection while the ROUTER has messages to read
 
 
 @dataclass
@@ -116,7 +119,9 @@ class PolicyServer:
         self._by_route: dict[bytes, Session] = {}
         self._by_robot: dict[str, Session] = {}
         self._threads: list[threading.Thread] = []   # every session thread not yet finished
+        self._ended: list[tuple[int, float]] = []   # (connection, when seen ended) to close
         self._stop = threading.Event()
+        self._finished = threading.Event()   # set by the socket thread once it has shut down
         self._thread = threading.Thread(target=self._loop, name="ellsa-serve", daemon=True)
         self.endpoint = ""
 
@@ -140,14 +145,17 @@ class PolicyServer:
             self._auth.start()
             self._auth.configure_curve(domain="*", location=str(keys.authorized_dir))
             apply_server(router, keys)
+        # The monitor starts before the bind: a connection accepted before it would be unknown.
+        connections = Connections(router)
         try:
             router.bind(self.config.bind)
         except zmq.ZMQError as e:
+            connections.close()
             router.close()
             self._shutdown_context()
             raise OSError(f"cannot bind {self.config.bind}: {e}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._connections = Connections(router)
+        self._connections = connections
         self._replies = self._ctx.socket(zmq.PULL)
         self._replies.linger = 0
         self._replies.bind(self._reply_endpoint)
@@ -161,16 +169,34 @@ class PolicyServer:
         if self._router is None:
             self.start()
         try:
-            while self._thread.is_alive():
-                self._thread.join(timeout=0.5)
+            # An Event, not Thread.join(): a KeyboardInterrupt inside join() makes CPython (3.11,
+            # gh-90882) release the running thread's state lock and call it finished, so close()
+            # would not wait for it and the process would finalize under a live socket thread.
+            while not self._finished.wait(timeout=0.5):
+                pass
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stops serving; sessions end after their current request (waited for up to 1 s in all)."""
+        """Stops serving and waits for the socket thread to end; sessions end after their
+        current request (waited for up to 1 s in all)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        if self._thread.ident is None:
+            return   # never started
+        self._finished.wait(timeout=CLOSE_TIMEOUT_S)
+        # The thread's last step drops its reference to this server: after close() the
+        # caller's reference is the last one, so the policy is never freed on the socket
+        # thread while the interpreter finalizes (torch aborts the process then).
+        self._thread.join(timeout=CLOSE_TIMEOUT_S)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the socket thread and every session thread have ended. A session whose
+        policy was still inside step() when the server closed keeps its thread."""
+        if self._thread.ident is None:
+            return True   # never started
+        return (self._finished.is_set() and not self._thread.is_alive()
+                and not any(t.is_alive() for t in self._threads))
 
     def __enter__(self) -> PolicyServer:
         return self.start()
@@ -202,18 +228,40 @@ class PolicyServer:
                         if not self._router.poll(0):
                             break
                         frames = self._router.recv_multipart(copy=False)
-                        t_recv = self._clock()
-                        self._disconnected(self._connections.drain())   # events before this message
-                        self._on_message(frames, t_recv)
+                        self._received(frames, self._clock())
                 if self._connections.monitor in ready:
-                    self._disconnected(self._connections.drain())
+                    self._note_ended(self._connections.drain())
+                self._close_ended()
                 if self._clock() >= next_sweep:
                     self._sweep()
                     next_sweep = self._clock() + 0.5
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                self._finished.set()
 
-    def _incoming(self, frames: list, t_recv: float) -> Incoming:
+    def _received(self, frames: list, t_recv: float) -> None:
+        self._note_ended(self._connections.drain())
+        self._on_message(frames, t_recv, self._connections.of(frames[0]))
+
+    def _note_ended(self, conns: list[int]) -> None:
+        now = self._clock()
+        self._ended.extend((conn, now) for conn in conns)
+
+    def _close_ended(self) -> None:
+        # A connection's messages are all readable before its DISCONNECTED is, but the ROUTER
+        # reads its peers' pipes in turn: a BYE may still wait behind other peers' messages.
+        # So the sessions of ended connections close once the ROUTER had nothing left to read
+        # after the event was seen (or, under a flood that never lets it empty, a while later).
+        if not self._ended:
+            return
+        if self._router.poll(0) and self._clock() - self._ended[0][1] < LATE_MESSAGE_S:
+            return
+        ended, self._ended = [conn for conn, _ in self._ended], []
+        self._disconnected(ended)
+
+    def _incoming(self, frames: list, t_recv: float, conn: int | None) -> Incoming:
         route = frames[0].bytes
         # The User-Id of a CURVE peer is its public key (z85), set by the authenticator; every
         # frame of a message carries the connection's metadata.
@@ -224,13 +272,13 @@ class PolicyServer:
             except zmq.ZMQError:   # no metadata: such a message cannot have passed the handshake
                 user = ""
         peer = b"curve:" + user.encode() if user else b"route:" + route
-        return Incoming(route, peer, self._connections.of(frames[0]), t_recv)
+        return Incoming(route, peer, conn, t_recv)
 
-    def _on_message(self, frames: list, t_recv: float) -> None:
+    def _on_message(self, frames: list, t_recv: float, conn: int | None) -> None:
         rid = None
         src = Incoming(frames[0].bytes, b"", None, t_recv)
         try:
-            src = self._incoming(frames, t_recv)
+            src = self._incoming(frames, t_recv, conn)
             env = decode(frames[1:], self.config.max_message_bytes)
             rid = env.id
             self._dispatch(src, env)
@@ -270,7 +318,7 @@ class PolicyServer:
         robot = _field(env.body, "robot", str)
         if not 0 < len(robot) <= 128:
             raise ProtocolError(ErrorCode.MALFORMED, "robot name must have 1 to 128 characters")
-        if src.conn == ENDED:
+        if not self._connections.is_open(src.conn):
             log.info("hello for %s from a connection that has ended: ignored", robot)
             return
         owner = self._by_robot.get(robot)
@@ -327,12 +375,14 @@ class PolicyServer:
     def _shutdown(self) -> None:
         for s in list(self._by_robot.values()):
             self._end(s, "server stopping")
-        self._connections.close()
-        self._router.close()
-        self._replies.close()
+        # Sessions finish while the reply socket is open: a last answer pushed to a closed
+        # PULL would block its session thread until the context ends.
         deadline = time.monotonic() + 1.0
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._connections.close()   # the monitor first: it watches the router
+        self._router.close()
+        self._replies.close()
         if any(t.is_alive() for t in self._threads):
             # A policy still inside step() holds its socket; the context dies with the process.
             log.warning("a session did not finish its request; leaving its context open")
