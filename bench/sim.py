@@ -108,7 +108,7 @@ def eval_episode(args: argparse.Namespace) -> dict:
     robot.policy.cost_s = args.policy_ms / 1000.0
     env = LiberoEnv(LiberoEnvConfig(args.suite, args.task, image_size=args.image_size))
     physics, rendering = _Timed(env, "step"), _Timed(env, "render_cameras")
-    bridge = SimBridge(env, robot.make_engine, robot.user_tts, BridgeConfig())
+    bridge = SimBridge(env, robot.make_engine, robot.user_tts, BridgeConfig(), on_scene=robot.hear_scene)
     duration_s = args.episode_steps / env.control_hz
     scenario = Scenario("bench", (UserEvent(0.5, "say", "{task}"),), Expectations(), duration_s=duration_s)
     bridge.speech(env.task.language, robot.engine_config().sample_rate)   # the TTS is set-up, not episode cost

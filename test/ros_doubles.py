@@ -44,10 +44,47 @@ class SteadyJointPolicy:
 
 
 class BrokenPolicy:
-    """Fails every block, as a policy fed a state it cannot read does."""
+    """Holds until it is told anything, then fails every block, as a policy fed a state it
+    cannot read does (the test says when, once it hears the node's events)."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def reset(self) -> None:
+        self.failing = False
+
+    def step(self, block: Block) -> Decision:
+        self.failing = self.failing or bool(block.heard)
+        if self.failing:
+            raise ValueError(f"block {block.index}: state has 9 values, the model expects 18")
+        return Decision()
+
+
+class FuzzPolicy:
+    """Chunks a model must never get through to the arm: saturated values far outside [-1, 1],
+    NaN, infinities and large random values, in turn, block after block."""
+
+    latency_s = 0.0
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
 
     def reset(self) -> None:
         pass
 
     def step(self, block: Block) -> Decision:
-        raise ValueError(f"block {block.index}: state has 9 values, the model expects 18")
+        kind = block.index % 4
+        actions = self.rng.normal(0.0, 1e3, (20, 7)).astype(np.float32)
+        if kind == 0:
+            actions = np.sign(actions) * 50.0
+        elif kind == 1:
+            actions[3, 2] = np.nan
+        elif kind == 2:
+            actions[:, 0] = np.inf
+        return Decision(actions=actions)
+
+
+class NineStatePolicy(SteadyPolicy):
+    """A policy that reads a 9-value state (its `state_dim`), as a joint-space model does."""
+
+    state_dim = 9

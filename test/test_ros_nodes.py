@@ -27,6 +27,7 @@ policy:
     max_step: 0.05
     control_hz: 10.0
     frame_id: base
+    armed_at_start: true
     policy: {class: "ros_doubles:SteadyJointPolicy"}
     speech: {tts: "runtime_doubles:ToneTTS"}
 """
@@ -65,7 +66,7 @@ def test_policy_node_drives_a_joint_arm_with_trajectories(tmp_path):
     # policy's [0.1, -0.2, 0.3] from there by at most max_step per tick.
     positions = np.array([t.points[0].positions for t in got])
     assert np.allclose(positions[0], 0.0)   # the measured joints
-    assert np.all(np.abs(np.diff(positions, axis=0)) <= 0.05 + 1e-9)
+    assert np.all(np.abs(np.diff(positions, axis=0)) <= 0.05 + 1e-6), positions.round(3).tolist()
     assert np.allclose(positions[-1], [0.1, -0.2, 0.3])
     stamps = [m.from_stamp(t.header.stamp) for t in got]
     assert stamps == sorted(stamps)
@@ -156,6 +157,12 @@ def test_a_failing_policy_is_loud_and_the_arm_keeps_hearing_hold(tmp_path):
                 state.header.stamp = now
                 joints.publish(state)
             probe.node.create_timer(0.05, sensors)
+            # Events published before discovery matched the probe would be lost: start the
+            # failures once the probe hears the node's events.
+            instruction = probe.node.create_publisher(String, "instruction", m.RELIABLE_QOS)
+            wait_for(lambda: any(e["kind"] == "decided" for e in events), 60.0, "the node's events")
+            wait_for(lambda: instruction.get_subscription_count() >= 1, 30.0, "the node's instruction topic")
+            instruction.publish(String(data="fail from now on"))
             wait_for(lambda: any(e["kind"] == "policy_failing" for e in events), 60.0, "a policy_failing event")
             n = len(chunks)
             wait_for(lambda: len(chunks) >= n + 10, 30.0, "holding commands after the policy failed")
@@ -169,7 +176,7 @@ def test_a_failing_policy_is_loud_and_the_arm_keeps_hearing_hold(tmp_path):
     assert "state has 9 values, the model expects 18" in failing[0]["error"]
     # Every command the arm heard is the hold: zero deltas, one point, no look-ahead.
     held = [m.chunk_array(c) for c in chunks]
-    assert all(h.shape == (1, 7) and not h.any() for h in held)
+    assert held and all(h.shape == (1, 7) and not h.any() for h in held)
     assert not any(e["kind"] == "action_chunk_start" for e in events)
     log = (tmp_path / "policy.log").read_text()
     first = [line for line in log.splitlines() if "the policy failed on a block" in line]

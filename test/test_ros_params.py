@@ -14,7 +14,7 @@ from ellsa_ros.nodes.params import CameraParams, MicrophoneParams, ParamError, P
 from ellsa_ros.nodes.share import config_file
 
 
-@pytest.mark.parametrize("name", ["arm", "sim"])
+@pytest.mark.parametrize("name", ["arm", "sim", "arm_sim"])
 def test_shipped_params_files_load(name):
     nodes = check_config(config_file(f"{name}.yaml"), None)
     assert nodes == GRAPHS[name]

@@ -2,7 +2,7 @@
 speech stack and embedded model they name. config/sim.yaml runs unmodified; config/arm.yaml
 runs with only its device sources swapped (test-pattern cameras, a WAV microphone, a WAV
 speaker) and this test standing in for the arm's driver (joint states and the end-effector
-pose)."""
+pose) and for MoveIt Servo (the twist topic)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ import numpy as np
 import soundfile
 import yaml
 from domain_coordinator import domain_id
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from ros_graph import Probe, interrupt, spawn, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
@@ -36,6 +36,7 @@ class ShippedGraph:
                              extra=["bringup", "--config", str(config)])
         self.probe = Probe(domain)
         self.chunks = self.probe.collect(Float32MultiArray, "action_chunk", m.RELIABLE_QOS)
+        self.twists = self.probe.collect(TwistStamped, "/servo_node/delta_twist_cmds", m.RELIABLE_QOS)
         self.speech = self.probe.collect(Int16MultiArray, "speech_audio", m.RELIABLE_QOS)
         self.events: list[dict] = []
         self.probe.node.create_subscription(String, "events", lambda msg: self.events.append(json.loads(msg.data)),
@@ -122,7 +123,7 @@ def test_arm_graph_runs_from_the_shipped_params_file(tmp_path):
             pose.publish(p)
         node.create_timer(0.02, driver)
         try:
-            g.wait(lambda: len(g.chunks) >= 20, "20 commands on action_chunk")
+            g.wait(lambda: len(g.twists) >= 20, "20 MoveIt Servo twists")
             g.wait(lambda: g.kinds().count("decided") >= 3, "decisions of the embedded model on the arm's state")
             # the node may start listening mid-sentence: wait for a whole pass of the recording
             g.wait(lambda: any(e["kind"] == "user_transcript" and e.get("source") == "asr"
@@ -136,4 +137,32 @@ def test_arm_graph_runs_from_the_shipped_params_file(tmp_path):
     assert not [e for e in g.events if e["kind"] == "invalid_input" and e.get("stream") == "state"]
     heard = next(e["text"] for e in g.events if e["kind"] == "user_transcript" and "bowl" in e["text"].lower())
     assert "plate" in heard.lower(), heard
-    assert all(m.chunk_array(c).shape[1] == 7 for c in g.chunks)
+    # Disarmed as shipped: Servo hears zero twists in the arm's base frame, every tick, and no gripper command.
+    assert not g.chunks and {t.header.frame_id for t in g.twists} == {"panda_link0"}
+    assert not any(getattr(t.twist.linear, a) or getattr(t.twist.angular, a) for t in g.twists for a in "xyz")
+
+
+def test_arm_sim_graph_runs_from_the_shipped_params_file(tmp_path):
+    from geometry_msgs.msg import TwistStamped
+    with domain_id() as domain:
+        g = ShippedGraph(config_file("arm_sim.yaml"), tmp_path, domain)
+        twists = g.probe.collect(TwistStamped, "/servo_node/delta_twist_cmds", m.RELIABLE_QOS)
+        poses = g.probe.collect(PoseStamped, "ee_pose", m.SENSOR_QOS)
+        try:
+            g.wait(lambda: len(twists) >= 20 and len(poses) >= 20, "20 twists out and 20 poses in")
+            g.wait(lambda: any(e["kind"] == "user_transcript" and e.get("source") == "asr" for e in g.events),
+                   "the spoken instruction transcribed")
+            g.wait(lambda: g.kinds().count("decided") >= 3, "decisions of the embedded model on the arm's state")
+        finally:
+            rc = g.close()
+    assert rc == 0, g.log()[-3000:]
+    assert "policy_error" not in g.kinds(), [e for e in g.events if e["kind"] == "policy_error"][:1]
+    assert {t.header.frame_id for t in twists} == {"panda_link0"} and {p.header.frame_id for p in poses} == \
+        {"panda_link0"}
+    assert all(np.isfinite([t.twist.linear.x, t.twist.linear.y, t.twist.linear.z]).all() for t in twists)
+
+
+def test_every_shipped_params_file_is_started_by_a_test():
+    from ellsa_ros.nodes.share import share_dir
+    shipped = {p.name for p in (share_dir() / "config").glob("*.yaml")}
+    assert shipped == {"sim.yaml", "arm.yaml", "arm_sim.yaml"}, "a params file no test starts as shipped"

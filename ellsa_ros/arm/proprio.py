@@ -42,9 +42,14 @@ def state_vector(eef_pos: np.ndarray, eef_quat_xyzw: np.ndarray, gripper: np.nda
 class ProprioceptionTracker:
     """Builds the state from a real arm's separate messages. Called from the node's callbacks:
     `pose` per end-effector pose, `gripper` per joint state, `action` per command sent;
-    `state()` is None until a pose and a gripper reading have both arrived."""
+    `state()` is None until a pose and a gripper reading have both arrived. `base_xyz`: where
+    the pose frame's origin (the arm's base) stands in the frame the policy was trained in
+    (LIBERO's Panda stands at (-0.66, 0, 0.912) in its world, unrotated)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_xyz: np.ndarray = (0.0, 0.0, 0.0)) -> None:
+        self.base_xyz = np.asarray(base_xyz, np.float64)
+        if self.base_xyz.shape != (3,) or not np.isfinite(self.base_xyz).all():
+            raise ValueError(f"base_xyz needs 3 finite values, got {self.base_xyz.tolist()}")
         self.reset()
 
     def reset(self) -> None:
@@ -96,4 +101,4 @@ class ProprioceptionTracker:
     def state(self) -> np.ndarray | None:
         if self._pos is None or self._gripper is None:
             return None
-        return state_vector(self._pos, self._quat, self._gripper, self._vel, self._action)
+        return state_vector(self._pos + self.base_xyz, self._quat, self._gripper, self._vel, self._action)

@@ -8,7 +8,7 @@ Anything that cannot be built raises ParamError naming the parameter that chose 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ellsa_ros.arm.proprio import STATE_DIM
 from ellsa_ros.nodes.params import ParamError, PolicyParams
@@ -16,6 +16,9 @@ from ellsa_ros.runtime.actions import ActionLimits
 from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
 from ellsa_ros.runtime.listening import ListeningPolicy
 from ellsa_ros.runtime.policy import Policy, ThreadedWorker
+
+if TYPE_CHECKING:
+    from ellsa_ros.arm.kinematics import ArmKinematics
 
 
 def load_class(spec: str, name: str) -> type:
@@ -64,6 +67,7 @@ def build_policy(p: PolicyParams) -> Policy:
     if p.asr:
         transcriber = _build("speech.asr", _speech("make_transcriber", "speech.asr"), p.asr)
         policy = ListeningPolicy(policy, transcriber)
+        policy.listen_for(p.vocabulary)
     return policy
 
 
@@ -96,10 +100,10 @@ def settle_state_dim(p: PolicyParams, policy: Policy) -> int | None:
     """How many values a state sample has: the joints read, checked against the policy's
     `state_dim` when it declares one (with no joint names, the policy's is enforced per sample)."""
     own = getattr(policy, "state_dim", None)
-    if p.state_source == "ee_pose":
+    if p.state_source in ("ee_pose", "fk"):
         if own is not None and int(own) != STATE_DIM:
-            raise ParamError("state_source", f"'ee_pose' gives the {STATE_DIM}-value proprioception, but the "
-                                             f"policy expects {int(own)} values (its state_dim)")
+            raise ParamError("state_source", f"{p.state_source!r} gives the {STATE_DIM}-value proprioception, "
+                                             f"but the policy expects {int(own)} values (its state_dim)")
         return STATE_DIM
     if not p.joint_names:
         return None if own is None else int(own)
@@ -108,6 +112,22 @@ def settle_state_dim(p: PolicyParams, policy: Policy) -> int | None:
                                         f"but the policy expects {int(own)} values (its state_dim); "
                                         f"state_source 'ee_pose' gives the {STATE_DIM}-value proprioception")
     return len(p.joint_names)
+
+
+def build_kinematics(p: PolicyParams) -> ArmKinematics | None:
+    """The forward kinematics of `urdf` for state_source 'fk' (None otherwise); a URDF that does
+    not load, lacks `ee_link`, or whose root is not `pose_frame` is refused naming the parameter."""
+    if p.state_source != "fk":
+        return None
+    from ellsa_ros.arm.kinematics import ArmKinematics, UrdfError
+    try:
+        kinematics = ArmKinematics(p.urdf, p.ee_link)
+    except UrdfError as e:
+        raise ParamError(e.what, str(e)) from None
+    if p.pose_frame and p.pose_frame != kinematics.root_link:
+        raise ParamError("pose_frame", f"{p.pose_frame!r}, but forward kinematics of {p.urdf} gives poses in "
+                                       f"its root link {kinematics.root_link!r}")
+    return kinematics
 
 
 def engine_config(p: PolicyParams, block_s: float, state_dim: int | None) -> EngineConfig:
@@ -130,4 +150,6 @@ def build_engine(p: PolicyParams) -> DuplexEngine:
     if p.keywords:
         keywords = _build("speech.keywords", _speech("make_keyword_spotter", "speech.keywords"),
                           words=tuple(p.stop_words))
-    return DuplexEngine(ThreadedWorker(policy), build_limits(p), tts, config, vad=vad, keywords=keywords)
+    front_end = _build("speech.front_end", _speech("make_front_end", "speech.front_end")) if p.front_end else None
+    return DuplexEngine(ThreadedWorker(policy), build_limits(p), tts, config, vad=vad, keywords=keywords,
+                        front_end=front_end)

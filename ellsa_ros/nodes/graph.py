@@ -9,7 +9,11 @@ Topics (all relative, so a namespace or a remapping moves them):
   audio               std_msgs/Int16MultiArray      microphone -> policy (sensor-data QoS)
   joint_states        sensor_msgs/JointState        arm or sim -> policy
   instruction         std_msgs/String               console -> policy (typed instructions)
-  action_chunk        Float32MultiArray | JointTrajectory   policy -> arm controller or sim
+  ee_pose             geometry_msgs/PoseStamped     arm driver or sim -> policy (state_source ee_pose)
+  action_chunk        Float32MultiArray | JointTrajectory   policy -> sim (command_interface chunk)
+  /servo_node/delta_twist_cmds  TwistStamped        policy -> MoveIt Servo (moveit_servo)
+  /gripper_controller/commands  Float64MultiArray   policy -> gripper controller
+  (command_topic and gripper_topic move the controller topics; see config/arm.yaml)
   speech_audio        std_msgs/Int16MultiArray      policy -> speaker (the robot's voice)
   speech_played       std_msgs/Int16MultiArray      speaker -> policy (echo reference)
   transcript          std_msgs/String               policy -> console (what the robot says)
@@ -43,7 +47,15 @@ SIM: tuple[GraphNode, ...] = (
     GraphNode("speaker_node", "speaker"),
 )
 
-GRAPHS: dict[str, tuple[GraphNode, ...]] = {"arm": ARM, "sim": SIM}
+# The arm graph's real-arm path against the simulator: the bridge stands in for the arm's
+# driver and controllers (joint_states, ee_pose; a Servo twist and a gripper command).
+ARM_SIM: tuple[GraphNode, ...] = (
+    GraphNode("sim_bridge_node", "sim_arm"),
+    GraphNode("policy_node", "policy"),
+    GraphNode("speaker_node", "speaker"),
+)
+
+GRAPHS: dict[str, tuple[GraphNode, ...]] = {"arm": ARM, "sim": SIM, "arm_sim": ARM_SIM}
 
 
 def graph_for(node_names: set[str]) -> str:

@@ -11,10 +11,10 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32MultiArray, Int16MultiArray, MultiArrayDimension
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, Int16MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ellsa_ros.runtime.streams import InputError
@@ -168,4 +168,38 @@ def trajectory_msg(actions: np.ndarray, joint_names: tuple[str, ...], start: Tim
     msg.header.stamp, msg.header.frame_id = start, frame_id
     msg.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=to_duration(i / hz))
                   for i, row in enumerate(a)]
+    return msg
+
+
+# --- controller commands ------------------------------------------------------------------
+
+def twist_msg(linear: np.ndarray, angular: np.ndarray, stamp: Time, frame_id: str) -> TwistStamped:
+    """Linear (m/s, 3) and angular (rad/s, 3) velocity -> geometry_msgs/TwistStamped."""
+    msg = TwistStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    t = msg.twist
+    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear)
+    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular)
+    return msg
+
+
+def twist_parts(msg: TwistStamped, frame: str) -> tuple[np.ndarray, np.ndarray]:
+    """(linear (3,), angular (3,)) of a twist; InputError when it is in another frame than
+    `frame` ('' accepts any) or is not finite."""
+    if frame and msg.header.frame_id != frame:
+        raise InputError("twist", f"twist in frame {msg.header.frame_id!r}, expected {frame!r}")
+    lin, ang = msg.twist.linear, msg.twist.angular
+    linear, angular = np.array([lin.x, lin.y, lin.z]), np.array([ang.x, ang.y, ang.z])
+    if not (np.isfinite(linear).all() and np.isfinite(angular).all()):
+        raise InputError("twist", "twist contains non-finite values")
+    return linear, angular
+
+
+def float64_array_msg(values: np.ndarray) -> Float64MultiArray:
+    """(n,) values -> Float64MultiArray with one dimension, as ros2_control's
+    forward_command_controller reads it (one value per joint or interface)."""
+    a = np.asarray(values, np.float64).ravel()
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label="values", size=len(a), stride=len(a))]
+    msg.data = array.array("d", a.tobytes())
     return msg

@@ -228,6 +228,12 @@ class RecorderParams(NodeParams):
     discover_period_s: float = param(0.5, "how often new topics are looked for", low=0.05, high=10.0)
 
 
+COMMAND_TOPICS = {"chunk": "action_chunk", "moveit_servo": "/servo_node/delta_twist_cmds",
+                  "joint_trajectory_controller": "/joint_trajectory_controller/joint_trajectory",
+                  "forward_command": "/forward_command_controller/commands"}
+COMMAND_INTERFACES = tuple(COMMAND_TOPICS)
+
+
 @dataclass(frozen=True)
 class PolicyParams(NodeParams):
     sample_rate: int = param(16000, "microphone and speech sample rate", low=8000, high=48000)
@@ -244,10 +250,17 @@ class PolicyParams(NodeParams):
                                               "the positions as published")
     state_source: str = param("joints", "'joints': the positions of joint_names from joint_states; 'ee_pose': "
                               "the model's 18-d proprioception from an end-effector PoseStamped (pose_topic), "
-                              "the gripper_joints from joint_states and the command last sent",
-                              choices=("joints", "ee_pose"))
+                              "the gripper_joints from joint_states and the command last sent; 'fk': the same, "
+                              "with the pose from forward kinematics of joint_states through `urdf`",
+                              choices=("joints", "ee_pose", "fk"))
     pose_topic: str = param("ee_pose", "geometry_msgs/PoseStamped of the end effector (state_source 'ee_pose')")
-    pose_frame: str = param("", "frame_id a pose must carry; '' accepts any (a pose in another frame is dropped)")
+    pose_frame: str = param("", "frame_id a pose must carry; '' accepts any (a pose in another frame is dropped). "
+                            "With 'fk' it must be '' or the URDF's root link")
+    urdf: str = param("", "the arm's URDF file (state_source 'fk'); meshes are not needed")
+    ee_link: str = param("", "the URDF link whose pose is the end effector's (state_source 'fk')")
+    base_xyz: tuple[float, ...] = param((0.0, 0.0, 0.0), "where the arm's base (the pose frame's origin) stands "
+                                        "in the frame the policy was trained in, added to the end-effector "
+                                        "position (LIBERO's Panda: [-0.66, 0.0, 0.912])")
     gripper_joints: tuple[str, ...] = param(("panda_finger_joint1", "panda_finger_joint2"),
                                             "the two finger joints read from joint_states (state_source 'ee_pose')")
     action_space: str = param("ee_delta", "'ee_delta': Float32MultiArray [chunk, dof] end-effector deltas; "
@@ -262,7 +275,30 @@ class PolicyParams(NodeParams):
                                     name="max_age_s.camera", low=0.001)
     max_age_state_s: float = param(0.25, "joint states older than this are stale", name="max_age_s.state", low=0.001)
     max_age_audio_s: float = param(0.5, "audio older than this is stale", name="max_age_s.audio", low=0.001)
-    frame_id: str = param("base_link", "header.frame_id of the published action chunks")
+    frame_id: str = param("base_link", "header.frame_id of the published commands (the twist's frame for "
+                          "moveit_servo)")
+    command_interface: str = param("chunk", "'chunk': Float32MultiArray [chunk, dof] with look-ahead; "
+                                   "'moveit_servo': TwistStamped for MoveIt Servo; 'joint_trajectory_controller': "
+                                   "JointTrajectory with look-ahead; 'forward_command': Float64MultiArray for "
+                                   "ros2_control's forward_command_controller",
+                                   choices=COMMAND_INTERFACES)
+    command_topic: str = param("", "where commands go; '' is the interface's usual topic ("
+                               + ", ".join(f"{k}: {v}" for k, v in COMMAND_TOPICS.items()) + ")")
+    forward_interface: str = param("velocity", "forward_command: 'velocity' (ee_delta: the scaled twist, "
+                                   "joint_positions: joint velocities of the plan) or 'position' (joint_positions)",
+                                   choices=("velocity", "position"))
+    linear_scale: float = param(1.0, "m/s of a normalized position delta of 1 (LIBERO's controller: 0.05 m "
+                                "per 20 Hz step)")
+    angular_scale: float = param(10.0, "rad/s of a normalized rotation delta of 1 (LIBERO's: 0.5 rad per step)")
+    max_linear_speed: float = param(0.25, "cap on the commanded linear speed (m/s), applied after scaling")
+    max_angular_speed: float = param(1.0, "cap on the commanded angular speed (rad/s), applied after scaling")
+    gripper_topic: str = param("/gripper_controller/commands", "Float64MultiArray [position] for a "
+                               "forward-command gripper controller (moveit_servo, forward_command with ee_delta); "
+                               "'' sends no gripper command")
+    gripper_open: float = param(0.04, "gripper position commanded for an open gripper (action -1)")
+    gripper_closed: float = param(0.0, "gripper position commanded for a closed gripper (action +1)")
+    armed_at_start: bool = param(False, "send commands from the start; false: only zero motion until "
+                                 "~/enable (SetBool) arms the outputs")
     checkpoint: str = param("", "model checkpoint path; '' with no remote or class is the embedded model",
                             name="policy.checkpoint")
     backend: str = param("torch", "inference backend for the checkpoint", name="policy.backend",
@@ -279,6 +315,11 @@ class PolicyParams(NodeParams):
                                         name="speech.stop_words")
     keywords: bool = param(False, "spot stop words in the audio (a keyword spotter backend)",
                            name="speech.keywords")
+    front_end: bool = param(True, "the listening front end before VAD and ASR, as in simulation: 120 Hz "
+                                  "high-pass, bursts dropped, pauses under 1 s joined into one utterance",
+                            name="speech.front_end")
+    vocabulary: tuple[str, ...] = param((), "names of the objects in the robot's scene: they bias recognition",
+                                        name="speech.vocabulary")
     policy_failing_after: int = param(3, "consecutive blocks without a decision after which a "
                                          "`policy_failing` event is sent (the arm holds meanwhile)", low=1)
 
@@ -299,14 +340,25 @@ class PolicyParams(NodeParams):
             raise ParamError("image_width", "set both image_width and image_height, or neither")
         if len(set(self.joint_names)) != len(self.joint_names):
             raise ParamError("joint_names", "a joint is named twice")
-        if self.state_source == "ee_pose":
+        if self.state_source in ("ee_pose", "fk"):
             if self.action_space != "ee_delta" or self.dof != 7:
-                raise ParamError("state_source", "'ee_pose' builds the state of a 7-value end-effector-delta arm: "
-                                                 f"action_space is {self.action_space!r}, dof {self.dof}")
+                raise ParamError("state_source", f"{self.state_source!r} builds the state of a 7-value "
+                                                 f"end-effector-delta arm: action_space is {self.action_space!r}, "
+                                                 f"dof {self.dof}")
             if len(self.gripper_joints) != 2:
                 raise ParamError("gripper_joints", f"{list(self.gripper_joints)}: name the two finger joints")
-            if not self.pose_topic:
-                raise ParamError("pose_topic", "state_source 'ee_pose' needs a pose topic")
+            if len(self.base_xyz) != 3:
+                raise ParamError("base_xyz", f"{list(self.base_xyz)}: give x, y, z in metres")
+        if self.state_source == "ee_pose" and not self.pose_topic:
+            raise ParamError("pose_topic", "state_source 'ee_pose' needs a pose topic")
+        if self.state_source == "fk":
+            if not self.urdf:
+                raise ParamError("urdf", "state_source 'fk' needs the arm's URDF file")
+            if not Path(self.urdf).is_file():
+                raise ParamError("urdf", f"{self.urdf} does not exist")
+            if not self.ee_link:
+                raise ParamError("ee_link", "state_source 'fk' needs the end-effector link's name")
+        self.check_commands()
         if self.action_space == "joint_positions":
             if not self.joint_names:
                 raise ParamError("joint_names", "action_space 'joint_positions' needs the joint names")
@@ -315,6 +367,37 @@ class PolicyParams(NodeParams):
                     raise ParamError(name, f"{len(lim)} values for {len(self.joint_names)} joints")
             if any(lo > hi for lo, hi in zip(self.joint_low, self.joint_high)):
                 raise ParamError("joint_low", "a lower limit is above its upper limit")
+
+    def check_commands(self) -> None:
+        for name in ("linear_scale", "angular_scale", "max_linear_speed", "max_angular_speed"):
+            value = getattr(self, name)
+            if not value > 0.0 or value == float("inf"):
+                raise ParamError(name, f"{value} must be a finite value above 0")
+        joint = self.action_space == "joint_positions"
+        if self.command_interface == "moveit_servo" and (joint or self.dof != 7):
+            raise ParamError("command_interface", "'moveit_servo' sends 7-value end-effector deltas as twists: "
+                                                  f"action_space is {self.action_space!r}, dof {self.dof}")
+        if self.command_interface == "joint_trajectory_controller" and not joint:
+            raise ParamError("command_interface", "'joint_trajectory_controller' needs action_space "
+                                                  "'joint_positions'")
+        if self.command_interface == "forward_command":
+            if not joint and self.dof != 7:
+                raise ParamError("command_interface", f"'forward_command' with ee_delta needs dof 7, got {self.dof}")
+            if not joint and self.forward_interface == "position":
+                raise ParamError("forward_interface", "'position' needs action_space 'joint_positions' "
+                                                      "(end-effector deltas are velocities)")
+        if self.gripper_open == self.gripper_closed:
+            raise ParamError("gripper_closed", f"equals gripper_open ({self.gripper_open})")
+
+    @property
+    def command_topic_name(self) -> str:
+        return self.command_topic or COMMAND_TOPICS[self.command_interface]
+
+    @property
+    def sends_gripper(self) -> bool:
+        """The gripper has an output of its own (the twist and ee forward commands carry 6 values)."""
+        return bool(self.gripper_topic) and self.action_space == "ee_delta" and \
+            self.command_interface in ("moveit_servo", "forward_command")
 
     @property
     def image_size(self) -> tuple[int, int] | None:

@@ -3,10 +3,13 @@
 Subscribes `<camera>/image` and `audio` (sensor-data QoS), `joint_states` (with
 `state_source: ee_pose` also the end-effector PoseStamped on `pose_topic`: the state is then
 the model's 18-d proprioception, `ellsa_ros.arm.proprio`), `instruction` and
-`speech_played`. Publishes `action_chunk` on every control tick (Float32MultiArray
-[chunk, dof] for end-effector deltas, JointTrajectory for joint positions), `speech_audio`,
-`transcript` and `events` (reliable). Services `~/stop`, `~/reset` (Trigger) and `~/mute`
-(SetBool).
+`speech_played` (with `state_source: fk` the pose comes from forward kinematics of
+joint_states through the arm's URDF). Publishes a command on every control tick on the
+output `command_interface` chooses (`ellsa_ros.nodes.commands`: action_chunk, a MoveIt
+Servo twist, a JointTrajectory or a forward-command array, and the gripper), `speech_audio`,
+`transcript` and `events` (reliable). Services `~/stop`, `~/reset` (Trigger), `~/mute` and
+`~/enable` (SetBool: arms and disarms the command outputs; disarmed at start unless
+`armed_at_start`; each change is a `commands_armed` event).
 
 The engine's clock is ROS time minus the node's start time. Malformed inputs are dropped,
 counted and logged once. Stale inputs, a failing policy and a policy that has not decided
@@ -23,13 +26,13 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
+from std_msgs.msg import Int16MultiArray, String
 from std_srvs.srv import SetBool, Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from ellsa_ros.arm.proprio import ProprioceptionTracker
 from ellsa_ros.nodes import messages as m
-from ellsa_ros.nodes.engine_setup import build_engine
+from ellsa_ros.nodes.commands import CommandOutputs
+from ellsa_ros.nodes.engine_setup import build_engine, build_kinematics
 from ellsa_ros.nodes.inputs import DropLog
 from ellsa_ros.nodes.params import PolicyParams, declare
 from ellsa_ros.nodes.process import run_node
@@ -47,9 +50,8 @@ class PolicyNode(Node):
         self.drops = DropLog()
         self.played: np.ndarray | None = None
         self.last_audio_stamp = 0.0
-        joint = p.action_space == "joint_positions"
-        self.action_pub = self.create_publisher(JointTrajectory if joint else Float32MultiArray, "action_chunk",
-                                                m.RELIABLE_QOS)
+        self.kinematics = build_kinematics(p)
+        self.outputs = CommandOutputs(self, p)
         self.speech_pub = self.create_publisher(Int16MultiArray, "speech_audio", m.RELIABLE_QOS)
         self.transcript_pub = self.create_publisher(String, "transcript", m.RELIABLE_QOS)
         self.events_pub = self.create_publisher(String, "events", m.RELIABLE_QOS)
@@ -60,20 +62,24 @@ class PolicyNode(Node):
         self.create_subscription(Int16MultiArray, "speech_played", self.played_callback, m.RELIABLE_QOS)
         self.create_subscription(JointState, "joint_states", self.state_callback, m.SENSOR_QOS)
         self.proprio: ProprioceptionTracker | None = None
+        if p.state_source in ("ee_pose", "fk"):
+            self.proprio = ProprioceptionTracker(p.base_xyz)
         if p.state_source == "ee_pose":
-            self.proprio = ProprioceptionTracker()
             self.create_subscription(PoseStamped, p.pose_topic, self.pose_callback, m.SENSOR_QOS)
         self.create_subscription(String, "instruction", self.instruction_callback, m.RELIABLE_QOS)
         self.create_service(Trigger, "~/stop", self.stop_callback)
         self.create_service(Trigger, "~/reset", self.reset_callback)
         self.create_service(SetBool, "~/mute", self.mute_callback)
+        self.create_service(SetBool, "~/enable", self.enable_callback)
         self.engine.events.subscribe(self.event_callback)
+        self.engine.events.publish(ev.CommandsArmed(0.0, armed=self.outputs.armed, reason="start"))
         self.engine.worker.bind_clock(self.now_s)
         self.engine.start(self.now_s())
         self.timer = self.create_timer(1.0 / p.control_hz, self.control_callback)
         self.get_logger().info(f"{type(self.engine.worker.policy).__name__} at {p.control_hz} Hz, "
-                               f"{self.engine.config.block_s} s blocks, {p.action_space} -> "
-                               f"{self.action_pub.topic_name}")
+                               f"{self.engine.config.block_s} s blocks, {p.action_space} as "
+                               f"{p.command_interface} -> {', '.join(self.outputs.topics)}, "
+                               f"{'armed' if self.outputs.armed else 'disarmed (~/enable arms)'}")
 
     # --- time ----------------------------------------------------------------------------
 
@@ -98,15 +104,19 @@ class PolicyNode(Node):
 
     def state_callback(self, msg: JointState) -> None:
         p = self.params
+        stamp = self.stamp_s(msg.header.stamp)
         try:
             q = m.joint_positions(msg, p.gripper_joints if self.proprio else p.joint_names)
+            if self.kinematics:
+                pos, quat = self.kinematics.pose(m.joint_positions(msg, self.kinematics.joints))
+                self.proprio.pose(pos, quat, stamp)
             if self.proprio:
-                self.proprio.gripper(q, self.stamp_s(msg.header.stamp))
+                self.proprio.gripper(q, stamp)
         except (InputError, ValueError) as e:
             return self.refuse(e if isinstance(e, InputError) else InputError("state", str(e)))
         if self.proprio:
             return self.push_proprioception()
-        self.engine.push_state(q, self.stamp_s(msg.header.stamp))
+        self.engine.push_state(q, stamp)
 
     def pose_callback(self, msg: PoseStamped) -> None:
         try:
@@ -161,15 +171,10 @@ class PolicyNode(Node):
         # This tick's command, then the rest of the plan as look-ahead (limits applied); a hold
         # is a one-point chunk, so an interpolating controller stops where it is.
         ahead = self.engine.plan(now) if not cmd.hold else np.zeros((0, len(action)), np.float32)
-        chunk = np.vstack([action[None, :], ahead])
+        self.outputs.send(action, ahead, now + self.origin_s, cmd.hold or not self.outputs.armed)
         if self.proprio:
-            self.proprio.action(action)
-        p = self.params
-        if p.action_space == "joint_positions":
-            msg = m.trajectory_msg(chunk, p.joint_names, m.to_stamp(now + self.origin_s), p.control_hz, p.frame_id)
-        else:
-            msg = m.chunk_array_msg(chunk)
-        self.action_pub.publish(msg)
+            # What the arm was told: a disarmed or holding arm was sent no motion.
+            self.proprio.action(action if self.outputs.armed and not cmd.hold else _no_motion(action))
 
     def first_hold(self) -> np.ndarray | None:
         """The holding command before the policy ever commanded: zero deltas, or the joints where
@@ -212,10 +217,29 @@ class PolicyNode(Node):
         response.success, response.message = True, "muted" if request.data else "unmuted"
         return response
 
+    def enable_callback(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if bool(request.data) != self.outputs.armed:
+            self.outputs.armed = bool(request.data)
+            self.engine.events.publish(ev.CommandsArmed(self.now_s(), armed=self.outputs.armed,
+                                                        reason="enable_service"))
+            self.get_logger().info("command outputs " + ("armed" if self.outputs.armed else "disarmed"))
+        response.success, response.message = True, "armed" if self.outputs.armed else "disarmed"
+        return response
+
     def destroy_node(self) -> None:
-        if hasattr(self, "engine"):   # absent when a bad parameter stopped the start
+        if hasattr(self, "outputs") and self.context.ok():   # no outputs: a bad parameter stopped the start
+            self.outputs.stop(self.ros_now_s())
+            self.events_pub.publish(String(data=ev.CommandsArmed(self.now_s(), reason="shutdown").to_json()))
+        if hasattr(self, "engine"):
             self.engine.close()
         super().destroy_node()
+
+
+def _no_motion(action: np.ndarray) -> np.ndarray:
+    """Zero deltas with the gripper kept."""
+    held = np.zeros_like(action)
+    held[-1] = action[-1]
+    return held
 
 
 def main(args: list[str] | None = None) -> int:
@@ -223,7 +247,8 @@ def main(args: list[str] | None = None) -> int:
     # and rclpy's MultiThreadedExecutor cost more than it saved. Measured with 640x480 frames
     # at 30 Hz on 2 cores: control tick error p99 6 ms single vs 37 ms with 3 threads, frame
     # latency p99 14 vs 38 ms.
-    return run_node(PolicyNode, "policy", args)
+    # last_words: the command outputs send a final zero at shutdown.
+    return run_node(PolicyNode, "policy", args, last_words=True)
 
 
 if __name__ == "__main__":

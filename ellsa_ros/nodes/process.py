@@ -6,12 +6,14 @@ parameter; Ctrl-C and an external shutdown end it with 0.
 """
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from ellsa_ros.nodes.dds import configure_dds
 from ellsa_ros.nodes.params import ParamError
@@ -20,10 +22,15 @@ EXIT_BAD_PARAMS = 2
 
 
 def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
-             executor: Callable[[], Executor] = SingleThreadedExecutor) -> int:
-    """Builds the node with `make()` and spins it on `executor()` until shutdown."""
+             executor: Callable[[], Executor] = SingleThreadedExecutor, last_words: bool = False) -> int:
+    """Builds the node with `make()` and spins it on `executor()` until shutdown.
+    `last_words`: Ctrl-C and SIGTERM reach the node while its context still works, so that
+    `destroy_node` can still publish (rclpy's own handler shuts the context down first)."""
     configure_dds()
-    rclpy.init(args=args)
+    if last_words:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO if last_words else None)
     try:
         node = make()
     except ParamError as e:

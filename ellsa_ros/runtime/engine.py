@@ -19,7 +19,7 @@ import numpy as np
 from . import events as ev
 from .actions import ActionChunk, ActionLimits, ActionQueue, Command, QueueConfig
 from .blocks import Block, check_block_s
-from .hearing import VAD, EchoFilter, EnergyVAD, KeywordSpotter
+from .hearing import VAD, EchoFilter, EnergyVAD, FrontEnd, KeywordSpotter
 from .policy import Answer, Decision, SteppedWorker, ThreadedWorker
 from .reflex import DEFAULT_STOP_WORDS, Reflex, ReflexConfig
 from .speech_out import TTS, SpeechOutput
@@ -70,7 +70,10 @@ class DuplexEngine:
     def __init__(self, worker: ThreadedWorker | SteppedWorker, limits: ActionLimits, tts: TTS,
                  config: EngineConfig | None = None, vad: VAD | None = None,
                  keywords: KeywordSpotter | None = None, echo: EchoFilter | None = None,
-                 synchronous_speech: bool | None = None) -> None:
+                 synchronous_speech: bool | None = None, front_end: FrontEnd | None = None) -> None:
+        """`front_end`: the listening front end (speech.make_front_end()): it filters every
+        echo-cleaned frame before VAD, keywords and the utterances handed to the policy, and
+        decides how utterances are cut (see `reflex`)."""
         self.config = c = config or EngineConfig()
         self.worker = worker
         self.events = ev.EventBus()
@@ -78,7 +81,8 @@ class DuplexEngine:
         sync = isinstance(worker, SteppedWorker) if synchronous_speech is None else synchronous_speech
         self.speech = SpeechOutput(tts, c.sample_rate, c.frame_samples, c.duck_gain, synchronous=sync)
         self.reflex = Reflex(vad or EnergyVAD(), keywords,
-                             ReflexConfig(c.backchannel_s, c.stop_words, stop_window_s=c.stop_window_s), c.sample_rate)
+                             ReflexConfig(c.backchannel_s, c.stop_words, stop_window_s=c.stop_window_s), c.sample_rate,
+                             front_end)
         self.echo = echo
         self.audio = AudioRing(c.sample_rate)
         self.images = {name: FrameSlot(name, c.image_size) for name in c.cameras}
@@ -200,8 +204,9 @@ class DuplexEngine:
                 self._interrupted = True
                 self._halt_request = (t, r.halt)
             if r.speech_ended:
+                self._emit(ev.UserSpeechEnd(t, duration_s=self.reflex.last_speech_s))
+            if r.utterance is not None:
                 self._utterances.append(r.utterance)
-                self._emit(ev.UserSpeechEnd(t, duration_s=len(r.utterance) / self.config.sample_rate))
             out, finished = self.speech.next_frame()
             if finished is not None:
                 self._said.append(finished)
@@ -306,6 +311,8 @@ class DuplexEngine:
         self._failures = 0
         if d.heard:
             self._emit(ev.UserTranscript(now, text=d.heard, source="asr"))
+        for reason in d.refused:
+            self._emit(ev.UtteranceRefused(now, reason=reason))
         n = 0 if d.actions is None else int(np.shape(d.actions)[0])
         self._emit(ev.Decided(now, block_index=block.index, latency_s=now - block.t_end,
                               say=d.say, n_actions=n, control=d.control))

@@ -55,6 +55,14 @@ class UserTranscript(Event):
 
 
 @dataclass(frozen=True)
+class UtteranceRefused(Event):
+    """An utterance was heard but its transcript is not used (a decoding loop, more words than
+    the audio could hold, audio that is no speech): the policy never sees that text."""
+    reason: str = ""
+    kind: ClassVar[str] = "utterance_refused"
+
+
+@dataclass(frozen=True)
 class KeywordHeard(Event):
     word: str = ""
     kind: ClassVar[str] = "keyword_heard"
@@ -191,6 +199,15 @@ class PolicyFailing(Event):
     error: str = ""
     failures: int = 0
     kind: ClassVar[str] = "policy_failing"
+
+
+@dataclass(frozen=True)
+class CommandsArmed(Event):
+    """The command outputs were armed (`armed`) or disarmed; while disarmed only zero motion
+    commands are sent. `reason`: "start", "enable_service", "shutdown"."""
+    armed: bool = False
+    reason: str = ""
+    kind: ClassVar[str] = "commands_armed"
 
 
 Subscriber = Callable[[Event], None]

@@ -43,11 +43,41 @@ class KeywordSpotter(Protocol):
 
 
 @runtime_checkable
+class FrontEnd(Protocol):
+    """The listening front end: what stands between the microphone and the ears. It filters
+    every frame (hum, rumble, DC, noise) and says how the reflex cuts utterances: one with less
+    voiced audio than `min_voiced_s` is dropped, a pause shorter than `join_pause_s` (after the
+    VAD's hangover) does not end one. Without a front end the reflex hands over what the VAD
+    cut, as it cut it."""
+
+    min_voiced_s: float
+    join_pause_s: float
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Called on every microphone frame, in order, after echo cleaning and before VAD,
+        keyword spotting and the utterance buffer; returns a frame of the same length."""
+
+    def reset(self) -> None:
+        """Forget all state (new episode, another recording)."""
+
+
+class Unintelligible(Exception):
+    """Raised by a transcriber for an utterance whose text must not be acted on (a decoding
+    that looped or ran longer than the audio could hold, audio that is no speech); `reason`
+    says which, for the events."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
 class Transcriber(Protocol):
     """Speech to text for one finished utterance. Slow: called off the control loop."""
 
     def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
-        """`audio`: (n,) float32 at 16 kHz; `prompt`: vocabulary hints (object names)."""
+        """`audio`: (n,) float32 at 16 kHz; `prompt`: vocabulary hints (object names).
+        Returns "" for no speech; raises `Unintelligible` for text that must not be used."""
 
 
 @dataclass

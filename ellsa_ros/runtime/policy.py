@@ -35,6 +35,8 @@ class Decision:
     done:    the task is finished.
     heard:   the transcript of the block's user speech, when the policy (or a listening
              wrapper) transcribed it; the engine publishes it as an event.
+    refused: why utterances of the block were heard but not transcribed into text the policy
+             may act on (one reason each); the engine publishes each as an event.
     """
     actions: np.ndarray | None = None
     say: str = ""
@@ -42,6 +44,7 @@ class Decision:
     cancel: bool = False
     done: bool = False
     heard: str = ""
+    refused: tuple[str, ...] = ()
     info: dict = field(default_factory=dict)
 
     @property

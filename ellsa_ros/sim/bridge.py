@@ -47,6 +47,7 @@ from ellsa_ros.sim.frame_rate import check_serves_blocks, frame_interval, servin
 from ellsa_ros.sim.microphone import Loudspeaker, ScriptedMicrophone, Utterance, read_wav, synthesize
 from ellsa_ros.sim.outcomes import EpisodeTrace, check, measure, unmet
 from ellsa_ros.sim.scenario import Scenario
+from ellsa_ros.sim.suites import scene_vocabulary, task_spec
 
 CAMERAS = ("agentview", "wrist")
 ACTION_DIM = 7
@@ -161,14 +162,17 @@ class SimBridge:
 
     `tts` speaks the scenario's utterances into the microphone (None: scenarios must be typed
     or recorded). `make_engine` must build a `DuplexEngine` with a `SteppedWorker` whose
-    control rate is the environment's."""
+    control rate is the environment's. `on_scene(vocabulary)`, when given, is called after each
+    reset with the spoken names of the scene's objects (the listener's vocabulary)."""
 
     def __init__(self, env, make_engine: Callable[[], DuplexEngine], tts: TTS | None,
-                 config: BridgeConfig | None = None) -> None:
+                 config: BridgeConfig | None = None,
+                 on_scene: Callable[[tuple[str, ...]], None] | None = None) -> None:
         self.env = env
         self.make_engine = make_engine
         self.tts = tts
         self.config = config or BridgeConfig()
+        self.on_scene = on_scene
         self._speech_cache: dict[str, np.ndarray] = {}
 
     def run(self, scenario: Scenario, init_state: int | None = None, task_id: int | None = None,
@@ -187,6 +191,8 @@ class SimBridge:
         try:
             obs, info = self.env.reset(seed=seed, options=options)
             result.task_id, result.task, result.init_state = info["task_id"], info["task"], info["init_state"]
+            if self.on_scene is not None:
+                self.on_scene(scene_vocabulary(task_spec(task.suite, info["task_id"])))
             scenario = scenario.for_task(info["task"])
             run = _EpisodeRun(self, scenario, obs, on_event)
             run.play()

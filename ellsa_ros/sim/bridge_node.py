@@ -15,6 +15,10 @@ policy node runs unchanged against the simulator. Topics (relative names):
                                            control_hz, from the next step on; a new chunk replaces
                                            what is left of the previous one
 
+With `arm_interface: moveit_servo` the arm speaks a real arm's interfaces instead
+(`ellsa_ros.sim.servo_arm`): it takes a TwistStamped and a gripper position, and publishes
+joint_states with the Panda's joint names and the end-effector PoseStamped.
+
 The simulator steps on a wall-clock timer at `control_hz`; simulation time (in sim/events)
 is steps / control_hz. A step that takes longer than a period delays the next one (no burst).
 With no action left the arm holds: zero deltas, the gripper kept. The microphone frames of
@@ -54,6 +58,24 @@ class SimBridgeParams(NodeParams):
     frame_ms: float = param(20.0, "microphone frame length in milliseconds", low=20.0, high=32.0)
     control_hz: float = param(20.0, "simulator steps per second (LIBERO runs at 20 Hz)", low=1.0, high=100.0)
     max_steps: int = param(0, "steps before the episode ends; 0 takes the suite's limit", low=0)
+    arm_interface: str = param("chunk", "'chunk': action_chunk in, the 18-d state as joint_states out; "
+                               "'moveit_servo': a TwistStamped and a gripper position in, the Panda's "
+                               "joint_states and end-effector pose out", choices=("chunk", "moveit_servo"))
+    twist_topic: str = param("/servo_node/delta_twist_cmds", "TwistStamped commands (moveit_servo)")
+    twist_frame: str = param("panda_link0", "frame a twist must be in; others are refused (moveit_servo)")
+    command_timeout_s: float = param(0.1, "a twist older than this counts as zero, as Servo's timeout",
+                                     low=0.001)
+    gripper_topic: str = param("/gripper_controller/commands", "Float64MultiArray [position] (moveit_servo)")
+    pose_topic: str = param("ee_pose", "end-effector PoseStamped published (moveit_servo)")
+    pose_frame: str = param("panda_link0", "frame_id of the published pose: the arm's base")
+    linear_scale: float = param(1.0, "m/s of a normalized position delta of 1 (as the policy node's)", low=1e-6)
+    angular_scale: float = param(10.0, "rad/s of a normalized rotation delta of 1", low=1e-6)
+    gripper_open: float = param(0.04, "gripper position that means open (action -1)")
+    gripper_closed: float = param(0.0, "gripper position that means closed (action +1)")
+
+    def check(self) -> None:
+        if self.gripper_open == self.gripper_closed:
+            raise ParamError("gripper_closed", f"equals gripper_open ({self.gripper_open})")
 
 
 class SimBridgeNode(Node):
@@ -75,11 +97,16 @@ class SimBridgeNode(Node):
         self.gripper = GRIPPER_OPEN
         self.done = False
         self.image_pubs = {c: self.create_publisher(Image, f"{c}/image", SENSOR_QOS) for c in CAMERAS}
-        self.state_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
         self.audio_pub = self.create_publisher(Int16MultiArray, "audio", SENSOR_QOS)
         self.instruction_pub = self.create_publisher(String, "instruction", RELIABLE_QOS)
         self.event_pub = self.create_publisher(String, "sim/events", RELIABLE_QOS)
-        self.create_subscription(Float32MultiArray, "action_chunk", self.chunk_callback, RELIABLE_QOS)
+        self.arm = None
+        if p.arm_interface == "moveit_servo":
+            from ellsa_ros.sim.servo_arm import ServoArm
+            self.arm = ServoArm(self, p, self.env)
+        else:
+            self.state_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
+            self.create_subscription(Float32MultiArray, "action_chunk", self.chunk_callback, RELIABLE_QOS)
         self.timer = self.create_timer(self.period_s, self.step_callback)
         self.publish_event("episode_start", task=info["task"], suite=p.suite, task_id=p.task, init_state=p.init_state,
                            user=[{"t": u.t_start, "kind": u.kind, "text": u.text} for u in self.mic.utterances])
@@ -105,7 +132,10 @@ class SimBridgeNode(Node):
         self.publish_audio(t + self.period_s)
         while self.typed and self.typed[0][0] <= t + 1e-9:
             self.instruction_pub.publish(String(data=self.typed.pop(0)[1]))
-        action = self.actions.popleft() if self.actions else self.hold()
+        if self.arm is not None:
+            action = self.arm.action()
+        else:
+            action = self.actions.popleft() if self.actions else self.hold()
         self.gripper = float(action[-1])
         self.obs, _reward, success, _truncated, _info = self.env.step(action)
         self.steps += 1
@@ -133,6 +163,8 @@ class SimBridgeNode(Node):
         for camera, pub in self.image_pubs.items():
             if camera in images:
                 pub.publish(image_msg(images[camera], stamp, camera))
+        if self.arm is not None:
+            return self.arm.publish(stamp)
         state = JointState(name=[f"proprio_{i}" for i in range(len(self.obs["state"]))],
                            position=[float(x) for x in self.obs["state"]])
         state.header.stamp = stamp

@@ -180,6 +180,29 @@ class LiberoEnv(gym.Env):
         size = self.config.image_size
         return {name: render_camera(self._sim_env.sim, CAMERAS[name], size, size) for name in cameras}
 
+    def arm_readings(self) -> dict[str, np.ndarray]:
+        """What a real Panda's driver would report, now: "joints" (7,) rad, "fingers" (2,) m
+        (the state's gripper values), and the end effector in the arm's base frame: "eef_pos"
+        (3,) m and "eef_quat_xyzw" (4,) (the state's position and orientation, less the base's
+        pose in the world), with "base_pos" (3,) m and "base_quat_xyzw" (4,) in the world."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before arm_readings()")
+        import mujoco
+        sim, robot = self._sim_env.sim, self._sim_env.env.robots[0]
+        base = sim.model.body_name2id(robot.robot_model.root_body)
+        base_pos = np.array(sim.data.body_xpos[base], np.float64)
+        base_wxyz = np.array(sim.data.body_xquat[base], np.float64)
+        inv = np.zeros(4)
+        mujoco.mju_negQuat(inv, base_wxyz)
+        rel_pos, rel_wxyz = np.zeros(3), np.zeros(4)
+        mujoco.mju_rotVecQuat(rel_pos, self._eef_pos() - base_pos, inv)
+        mujoco.mju_mulQuat(rel_wxyz, inv, np.asarray(sim.data.get_body_xquat(robot.robot_model.eef_name),
+                                                     np.float64))
+        return {"joints": np.array(sim.data.qpos[robot._ref_joint_pos_indexes], np.float64),
+                "fingers": np.array(sim.data.qpos[robot._ref_gripper_joint_pos_indexes], np.float64),
+                "eef_pos": rel_pos, "eef_quat_xyzw": _wxyz_to_xyzw(rel_wxyz),
+                "base_pos": base_pos, "base_quat_xyzw": _wxyz_to_xyzw(base_wxyz)}
+
     def render(self) -> np.ndarray | None:
         """The agentview image (upright, image_size px) when render_mode is "rgb_array"."""
         if self.render_mode is None:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     console.print("building the simulator ...")
     env = LiberoEnv(LiberoEnvConfig(args.suite, args.task, image_size=args.image_size, max_steps=args.steps))
-    bridge = SimBridge(env, robot.make_engine, robot.user_tts, bridge_config)
+    bridge = SimBridge(env, robot.make_engine, robot.user_tts, bridge_config, on_scene=robot.hear_scene)
     for e in scenario.for_task(spec_task.language).events:
         what = f"silence for {e.duration_s:.1f} s" if e.kind == "silence" else \
             f"{'types' if e.typed else 'says'} ({e.kind}): {_escape(e.text)}"

@@ -122,7 +122,8 @@ class EpisodeRunner:
                                                  max_steps=self.setup.max_steps))
         if self.bridge is None:
             bridge_config = replace(self.setup.bridge, record_frames=self.setup.videos != "none")
-            self.bridge = SimBridge(self.env, self.robot.make_engine, self.robot.user_tts, bridge_config)
+            self.bridge = SimBridge(self.env, self.robot.make_engine, self.robot.user_tts, bridge_config,
+                                    on_scene=self.robot.hear_scene)
         return self.bridge
 
     def _scenario(self, job: EpisodeJob) -> tuple[Scenario, str | None]:

@@ -3,8 +3,9 @@
 `RobotSpec` says how to build it and is plain data, so that every evaluation worker process
 builds its own from it. `SimRobot` builds it once per process: the policy (a checkpoint, a
 policy server, or the embedded default model), the TTS that speaks the user's lines into the
-microphone, the robot's own TTS, VAD, stop-word spotting and ASR from `ellsa_ros.speech`;
-`make_engine()` then gives each episode a fresh `DuplexEngine` on a `SteppedWorker`.
+microphone, the robot's own TTS, the listening front end, VAD, stop-word spotting and ASR from
+`ellsa_ros.speech`; `make_engine()` then gives each episode a fresh `DuplexEngine` on a
+`SteppedWorker`, and `hear_scene()` tells the listener the task scene's object names.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from ellsa_ros.runtime.actions import ActionLimits
 from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
-from ellsa_ros.runtime.hearing import VAD, KeywordSpotter, Transcriber
+from ellsa_ros.runtime.hearing import VAD, FrontEnd, KeywordSpotter, Transcriber
 from ellsa_ros.runtime.listening import ListeningPolicy
 from ellsa_ros.runtime.policy import Policy, SteppedWorker
 from ellsa_ros.runtime.speech_out import TTS
@@ -94,17 +95,19 @@ class SimRobot:
         self.user_tts = speech.make_tts(name=spec.user_voice)
         self.robot_tts = speech.make_tts(name=spec.robot_voice)
         self.vad = speech.make_vad(name="silero")
+        self.front_end = speech.make_front_end()
         self.keywords = speech.make_keyword_spotter(words=self.engine_config().stop_words) if spec.keywords else None
         self.stepped = ListeningPolicy(self.policy, speech.make_transcriber()) if spec.asr else self.policy
 
     @classmethod
     def from_parts(cls, spec: RobotSpec, policy: Policy, user_tts: TTS, robot_tts: TTS, vad: VAD,
-                   keywords: KeywordSpotter | None = None, transcriber: Transcriber | None = None) -> SimRobot:
+                   keywords: KeywordSpotter | None = None, transcriber: Transcriber | None = None,
+                   front_end: FrontEnd | None = None) -> SimRobot:
         """A robot from parts built elsewhere (another speech stack, a policy object at hand)."""
         robot = cls.__new__(cls)
         spec = spec.for_policy(policy)
         robot.spec, robot.policy, robot.user_tts, robot.robot_tts = spec, policy, user_tts, robot_tts
-        robot.vad, robot.keywords = vad, keywords
+        robot.vad, robot.keywords, robot.front_end = vad, keywords, front_end
         robot.stepped = ListeningPolicy(policy, transcriber) if transcriber is not None else policy
         return robot
 
@@ -115,7 +118,13 @@ class SimRobot:
 
     def make_engine(self) -> DuplexEngine:
         return DuplexEngine(SteppedWorker(self.stepped, self.spec.latency_s), ActionLimits.ee_delta(7),
-                            self.robot_tts, self.engine_config(), vad=self.vad, keywords=self.keywords)
+                            self.robot_tts, self.engine_config(), vad=self.vad, keywords=self.keywords,
+                            front_end=self.front_end)
+
+    def hear_scene(self, vocabulary: tuple[str, ...]) -> None:
+        """Called when an episode's scene is known: its object names bias what the ASR hears."""
+        if isinstance(self.stepped, ListeningPolicy):
+            self.stepped.listen_for(vocabulary)
 
 
 def _speech_stack():

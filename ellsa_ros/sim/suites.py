@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 from dataclasses import dataclass
 
@@ -65,6 +66,20 @@ def task_spec(suite: str, task_id: int) -> TaskSpec:
     task = bench.get_task(int(task_id))
     return TaskSpec(suite, int(task_id), task.name, task.language,
                     bench.get_task_bddl_file_path(int(task_id)), MAX_STEPS[suite])
+
+
+_DECLARED = re.compile(r"\(:(objects|fixtures)\s(.*?)\)", re.S)
+_UNSPOKEN = ("table", "floor")     # what a scene stands on, not what a user asks for
+
+
+def scene_vocabulary(spec: TaskSpec) -> tuple[str, ...]:
+    """How a person names the task scene's objects and fixtures ("black bowl", "stove"), from
+    its BDDL file: the listener's vocabulary for that scene."""
+    from ellsa_ros.sim.datagen.scene_talk import spoken_name
+    text = open(spec.bddl_file, encoding="utf-8").read()
+    kinds = [line.split(" - ")[-1].strip() for _, block in _DECLARED.findall(text)
+             for line in block.splitlines() if " - " in line]
+    return tuple(dict.fromkeys(spoken_name(k) for k in kinds if not k.endswith(_UNSPOKEN)))
 
 
 @functools.lru_cache(maxsize=32)

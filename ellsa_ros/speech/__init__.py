@@ -1,7 +1,7 @@
-"""Ears and voice on CPU with no network: silero VAD, pocketsphinx keywords and command
+"""Ears and voice on CPU with no network: the listening front end, silero VAD, pocketsphinx keywords and command
 partials, faster-whisper transcripts, piper / hibari / espeak-ng voices, reference-based echo
 handling, sound-card and WAV audio. Each backend implements an interface of `ellsa_ros.runtime`
-(`hearing.VAD`, `hearing.KeywordSpotter`, `hearing.Transcriber`, `hearing.EchoFilter`,
+(`hearing.FrontEnd`, `hearing.VAD`, `hearing.KeywordSpotter`, `hearing.Transcriber`, `hearing.EchoFilter`,
 `speech_out.TTS`); the factories below are what the engine's front ends call.
 
 Backends are imported when built, so that a missing optional dependency only affects itself.
@@ -14,10 +14,18 @@ if TYPE_CHECKING:
     from ellsa_ros.runtime.speech_out import TTS
     from ellsa_ros.speech.asr import WhisperTranscriber
     from ellsa_ros.speech.echo import ReferenceEchoFilter
+    from ellsa_ros.speech.frontend import ListeningFrontEnd
     from ellsa_ros.speech.keywords import PocketsphinxKeywordSpotter
     from ellsa_ros.speech.vad import SileroVAD
 
 VAD_NAMES = ("silero", "silero-ggml")
+
+
+def make_front_end(**config: Any) -> ListeningFrontEnd:
+    """The listening front end (filter and segmentation) that the engine, the data engine's
+    heard-text pass and the benchmarks put before VAD and ASR; config: FrontEndConfig fields."""
+    from ellsa_ros.speech.frontend import FrontEndConfig, ListeningFrontEnd
+    return ListeningFrontEnd(FrontEndConfig(**config))
 
 
 def make_vad(name: str = "silero", **config: Any) -> SileroVAD:

@@ -112,7 +112,7 @@ def transcribe(root: Path, progress: bool) -> int:
         return 2
     bar = tqdm(total=total, unit="shard", desc="transcribing", disable=not progress, file=sys.stderr)
     counts = transcribe_dataset(root, speech.make_vad("silero"), speech.make_transcriber(),
-                                tick=lambda _: bar.update(1))
+                                tick=lambda _: bar.update(1), front_end=speech.make_front_end())
     bar.close()
     print(json.dumps(counts))
     return 0
