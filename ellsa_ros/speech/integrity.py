@@ -110,14 +110,19 @@ def verify(distribution: str) -> Path:
     if installed != pin.version:
         raise IntegrityError(f"{pin.distribution} is {installed}, but {pin.version} is pinned (its model files are "
                              f"hashed); {fix}")
-    root = package_dir(pin)
-    for rel, want in pin.files.items():
+    return verify_files(package_dir(pin), pin.files, pin.distribution, fix)
+
+
+def verify_files(root: Path, files: dict[str, str], distribution: str, fix: str) -> Path:
+    """Checks each file (path relative to `root` -> SHA-256); IntegrityError naming the first
+    missing or changed one, and `fix` (what to reinstall)."""
+    for rel, want in files.items():
         path = root / rel
         if not path.is_file():
-            raise IntegrityError(f"{pin.distribution}: model file {path} is missing; {fix}")
+            raise IntegrityError(f"{distribution}: model file {path} is missing; {fix}")
         got = sha256_of(path)
         if got != want:
-            raise IntegrityError(f"{pin.distribution}: {path} has SHA-256 {got[:16]}..., expected {want[:16]}... "
+            raise IntegrityError(f"{distribution}: {path} has SHA-256 {got[:16]}..., expected {want[:16]}... "
                                  f"(file changed or corrupted); {fix}")
     return root
 
