@@ -33,6 +33,20 @@ policy:
 """
 
 
+def publish_sensors(probe: Probe, joint_names: list[str]) -> None:
+    """A front camera and the joints at zero, at 20 Hz, from the probe."""
+    image = probe.node.create_publisher(Image, "front/image", m.SENSOR_QOS)
+    joints = probe.node.create_publisher(JointState, "joint_states", m.SENSOR_QOS)
+
+    def sensors():
+        now = probe.node.get_clock().now().to_msg()
+        image.publish(m.image_msg(np.zeros((8, 8, 3), np.uint8), now, "front"))
+        state = JointState(name=joint_names, position=[0.0] * len(joint_names))
+        state.header.stamp = now
+        joints.publish(state)
+    probe.node.create_timer(0.05, sensors)
+
+
 def test_policy_node_drives_a_joint_arm_with_trajectories(tmp_path):
     (tmp_path / "joint.yaml").write_text(JOINT_POLICY)
     with domain_id() as domain:
@@ -41,16 +55,7 @@ def test_policy_node_drives_a_joint_arm_with_trajectories(tmp_path):
         probe = Probe(domain)
         try:
             got = probe.collect(JointTrajectory, "action_chunk", m.RELIABLE_QOS)
-            image = probe.node.create_publisher(Image, "front/image", m.SENSOR_QOS)
-            joints = probe.node.create_publisher(JointState, "joint_states", m.SENSOR_QOS)
-
-            def sensors():
-                now = probe.node.get_clock().now().to_msg()
-                image.publish(m.image_msg(np.zeros((8, 8, 3), np.uint8), now, "front"))
-                state = JointState(name=["wrist", "elbow", "shoulder"], position=[0.0, 0.0, 0.0])
-                state.header.stamp = now
-                joints.publish(state)
-            probe.node.create_timer(0.05, sensors)
+            publish_sensors(probe, ["wrist", "elbow", "shoulder"])
             wait_for(lambda: len(got) >= 25, 60.0, "25 trajectories")
         finally:
             probe.close()
@@ -147,16 +152,7 @@ def test_a_failing_policy_is_loud_and_the_arm_keeps_hearing_hold(tmp_path):
             events: list[dict] = []
             probe.node.create_subscription(String, "events", lambda msg: events.append(json.loads(msg.data)),
                                            m.RELIABLE_QOS)
-            image = probe.node.create_publisher(Image, "front/image", m.SENSOR_QOS)
-            joints = probe.node.create_publisher(JointState, "joint_states", m.SENSOR_QOS)
-
-            def sensors():
-                now = probe.node.get_clock().now().to_msg()
-                image.publish(m.image_msg(np.zeros((8, 8, 3), np.uint8), now, "front"))
-                state = JointState(name=[f"j{i}" for i in range(9)], position=[0.0] * 9)
-                state.header.stamp = now
-                joints.publish(state)
-            probe.node.create_timer(0.05, sensors)
+            publish_sensors(probe, [f"j{i}" for i in range(9)])
             # Events published before discovery matched the probe would be lost: start the
             # failures once the probe hears the node's events.
             instruction = probe.node.create_publisher(String, "instruction", m.RELIABLE_QOS)

@@ -112,8 +112,8 @@ class PolicyNode(Node):
                 self.proprio.pose(pos, quat, stamp)
             if self.proprio:
                 self.proprio.gripper(q, stamp)
-        except (InputError, ValueError) as e:
-            return self.refuse(e if isinstance(e, InputError) else InputError("state", str(e)))
+        except ValueError as e:   # InputError, or a reading the proprioception refused
+            return self.refuse(as_state_error(e))
         if self.proprio:
             return self.push_proprioception()
         self.engine.push_state(q, stamp)
@@ -122,8 +122,8 @@ class PolicyNode(Node):
         try:
             pos, quat = m.pose_parts(msg, self.params.pose_frame)
             self.proprio.pose(pos, quat, self.stamp_s(msg.header.stamp))
-        except (InputError, ValueError) as e:
-            return self.refuse(e if isinstance(e, InputError) else InputError("state", str(e)))
+        except ValueError as e:
+            return self.refuse(as_state_error(e))
         self.push_proprioception()
 
     def push_proprioception(self) -> None:
@@ -240,6 +240,11 @@ def _no_motion(action: np.ndarray) -> np.ndarray:
     held = np.zeros_like(action)
     held[-1] = action[-1]
     return held
+
+
+def as_state_error(e: ValueError) -> InputError:
+    """A refused state reading as the InputError the drop log counts."""
+    return e if isinstance(e, InputError) else InputError("state", str(e))
 
 
 def main(args: list[str] | None = None) -> int:
