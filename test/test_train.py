@@ -178,3 +178,24 @@ def test_the_averaged_weights_are_what_is_saved_and_a_resumed_run_keeps_them(dat
     assert torch.load(tmp_path / STATE_FILE, weights_only=False)["step"] == 9
     with pytest.raises(ValueError, match="ema=1.0"):
         TrainConfig(data=[str(dataset)], out=str(tmp_path), ema=1.0)
+
+
+def test_a_task_filter_trains_on_those_tasks_only(dataset, tmp_path):
+    from ellsa_ros.train.trainer import load_sequences
+    cfg = TrainConfig(**{**config(dataset, tmp_path, 1).__dict__, "tasks": "libero_spatial:0"})
+    assert len(load_sequences(cfg, cfg.model_config())) == len(load_sequences(config(dataset, tmp_path, 1),
+                                                                             cfg.model_config()))
+    other = TrainConfig(**{**cfg.__dict__, "tasks": "libero_spatial:1"})
+    with pytest.raises(ValueError, match="of the tasks 'libero_spatial:1'"):
+        load_sequences(other, other.model_config())
+    with pytest.raises(ValueError, match="unknown suite 'libero_nope'"):
+        TrainConfig(**{**cfg.__dict__, "tasks": "libero_nope:0"})
+
+
+def test_bf16_autocast_trains_fp32_weights(dataset, tmp_path, capsys):
+    train(TrainConfig(**{**config(dataset, tmp_path, 20).__dict__, "bf16": True}))
+    state = torch.load(tmp_path / STATE_FILE, weights_only=False)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[train] step")]
+    losses = [float(line.split(" loss ")[1].split()[0]) for line in lines]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -129,7 +129,8 @@ class ModelConfig:
 
 SIZES: dict[str, dict] = {
     "tiny": dict(d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=256, vision_channels=32),
-    "small": dict(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, d_ff=640, vision_channels=48, sentence_dim=384),
+    "small": dict(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, d_ff=640, vision_channels=48, sentence_dim=384,
+                  max_text_tokens=24),
     "base": dict(d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, d_ff=2816, vision_channels=128,
                  image_grid=8, max_text_tokens=24, sentence_dim=384),
 }

@@ -76,7 +76,7 @@ class EllsaNet(nn.Module):
         B = b.ids.shape[0]
         past_k, past_v = self.core.empty_past(B)
         hidden, _, _ = self.core(b.ids, features, b.experts, b.positions, b.mask, past_k, past_v)
-        logits = self.core.logits(hidden)                   # (B, T, V)
+        logits = self.core.logits(hidden).float()           # (B, T, V); fp32 under a bf16 autocast
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.targets.reshape(-1), ignore_index=-100,
                              reduction="none").reshape(b.targets.shape)
         text_w = (b.targets >= 0) & ~b.target_is_action
@@ -84,6 +84,7 @@ class EllsaNet(nn.Module):
         text = (ce * text_w).sum() / text_w.sum().clamp(min=1)
         action = (ce * act_w).sum() / act_w.sum().clamp(min=1)
         if len(b.chunk_targets):
-            pred = torch.tanh(self.core.chunk_head(hidden)).reshape(-1, self.c.dof)[b.chunk_slots]  # (N, chunk, dof)
+            pred = torch.tanh(self.core.chunk_head(hidden).float())
+            pred = pred.reshape(-1, self.c.dof)[b.chunk_slots]  # (N, chunk, dof)
             action = action + (pred - b.chunk_targets).abs().mean()
         return {"loss": text + action, "text": text.detach(), "action": action.detach()}

@@ -111,3 +111,17 @@ def parse_task_ids(text: str, suite: str) -> list[int]:
     for task_id in ids:
         task_spec(suite, task_id)
     return ids
+
+
+def parse_suite_tasks(text: str) -> dict[str, list[int]]:
+    """{suite: task ids} from "libero_spatial:0-9,libero_object:3" (a suite alone: all its tasks);
+    every suite and id is checked."""
+    out: dict[str, list[int]] = {}
+    for part in filter(None, (p.strip() for p in re.split(r",(?=\s*[a-z_]+(?::|,|$))", text))):
+        suite, _, ids = part.partition(":")
+        if suite not in suite_names():
+            raise ValueError(f"tasks {text!r}: unknown suite {suite!r}; valid suites: {', '.join(suite_names())}")
+        out.setdefault(suite, []).extend(i for i in parse_task_ids(ids or "all", suite) if i not in out[suite])
+    if not out:
+        raise ValueError(f"tasks {text!r}: name at least one, e.g. libero_spatial:0-9")
+    return out

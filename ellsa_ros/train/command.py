@@ -22,11 +22,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heard", default=d["heard"].default, choices=["truth", "asr", "mix"],
                         help="the heard text trained on: as spoken, the runtime listener's transcripts "
                              "(`ellsa datagen --transcribe`), or one or the other per episode")
+    parser.add_argument("--tasks", default="",
+                        help="train on these tasks of the data only, e.g. libero_spatial:0-4 (default: all)")
     parser.add_argument("--lr", type=float, default=d["lr"].default, help="peak learning rate (cosine decay)")
     parser.add_argument("--save-every", type=int, default=d["save_every"].default, help="steps between checkpoints")
     parser.add_argument("--seed", type=int, default=d["seed"].default)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU exists")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast of the forward pass (about 1.5x faster on a CPU with AVX512-BF16)")
     parser.add_argument("--augment-shift-px", type=int, default=0, help="random image shifts up to N px (0: none)")
     parser.add_argument("--augment-jitter", type=float, default=0.0, help="brightness/contrast jitter (0: none)")
     parser.add_argument("--ema", type=float, default=0.0,
@@ -55,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
 def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(data=[s for s in args.data.split(",") if s], out=args.out, size=args.size,
                       action_head=args.action_head, speech_input=args.speech_input, block_s=args.block_s,
-                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard, lr=args.lr,
-                      save_every=args.save_every, seed=args.seed, threads=args.threads, device=args.device,
+                      steps=args.steps, batch=args.batch, max_blocks=args.max_blocks, heard=args.heard,
+                      tasks=args.tasks, lr=args.lr, save_every=args.save_every, seed=args.seed, threads=args.threads,
+                      device=args.device, bf16=args.bf16,
                       augment_shift_px=args.augment_shift_px, augment_jitter=args.augment_jitter, ema=args.ema,
                       eval_every=args.eval_every, eval_tasks=args.eval_tasks,
                       eval_init_states=tuple(int(x) for x in args.eval_init_states.split(",") if x.strip()),

@@ -27,19 +27,10 @@ class SelectionSet:
     max_steps: int | None = None
 
     def suites(self) -> dict[str, list[int]]:
-        from ellsa_ros.sim.suites import parse_task_ids, suite_names
-        out: dict[str, list[int]] = {}
-        for part in filter(None, (p.strip() for p in self.tasks.split(","))):
-            suite, _, ids = part.partition(":")
-            if suite not in suite_names():
-                raise ValueError(f"selection tasks {self.tasks!r}: unknown suite {suite!r}; valid suites: "
-                                 f"{', '.join(suite_names())}")
-            out.setdefault(suite, []).extend(parse_task_ids(ids or "all", suite))
-        if not out:
-            raise ValueError(f"selection tasks {self.tasks!r}: name at least one, e.g. libero_spatial:0-9")
+        from ellsa_ros.sim.suites import parse_suite_tasks
         if not self.init_states:
             raise ValueError("selection needs at least one init state")
-        return out
+        return parse_suite_tasks(self.tasks)
 
 
 def closed_loop_success(checkpoint: Path, selection: SelectionSet, out: Path) -> dict:

@@ -43,6 +43,7 @@ class TrainConfig:
     batch: int = 4                    # sequences per step
     max_blocks: int = 16              # blocks taught per sequence; a later window keeps the blocks before it as context
     heard: str = "truth"              # heard text: "truth" (as spoken), "asr" (the runtime's transcripts), "mix"
+    tasks: str = ""                   # only these tasks of the data, e.g. "libero_spatial:0-4" ("": all)
     lr: float = 1e-3
     warmup: int = 50
     weight_decay: float = 0.01
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                  # torch CPU threads; 0 keeps torch's default
     device: str = "cpu"
+    bf16: bool = False                # bfloat16 autocast of the forward pass (weights and optimizer stay fp32)
     model_overrides: dict = field(default_factory=dict)
     augment_shift_px: int = 0         # random image shifts up to this many pixels (0: none)
     augment_jitter: float = 0.0       # brightness / contrast jitter (0: none)
@@ -76,6 +78,11 @@ class TrainConfig:
             raise ValueError("eval_every needs eval_tasks (the selection set), and must be >= 0")
         if self.eval_every:
             self.selection().suites()   # an unknown suite or task is named before training starts
+        self.task_filter()
+
+    def task_filter(self) -> dict[str, list[int]] | None:
+        from ellsa_ros.sim.suites import parse_suite_tasks
+        return parse_suite_tasks(self.tasks) if self.tasks else None
 
     def selection(self) -> SelectionSet:
         return SelectionSet(self.eval_tasks, tuple(self.eval_init_states), self.eval_max_steps)
@@ -97,11 +104,11 @@ def load_sequences(cfg: TrainConfig, c: ModelConfig) -> list[EpisodeLayout]:
     fmt = BlockFormat.for_model(c, cfg.block_s, heard=cfg.heard)
     out: list[EpisodeLayout] = []
     for root in cfg.data:
-        for pairs in DatasetReader(root).sequences(fmt):
+        for pairs in DatasetReader(root).sequences(fmt, tasks=cfg.task_filter()):
             for start in range(0, len(pairs), cfg.max_blocks):
                 out.append(episode_layout(c, text, fast, pairs[:start + cfg.max_blocks], loss_from=start))
     if not out:
-        raise ValueError(f"no episodes in {cfg.data}")
+        raise ValueError(f"no episodes in {cfg.data}" + (f" of the tasks {cfg.tasks!r}" if cfg.tasks else ""))
     return out
 
 
@@ -156,7 +163,8 @@ def train(cfg: TrainConfig, log=None) -> Path:
                                for k, v in vars(batch).items()})
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        losses = net.loss(batch)
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            losses = net.loss(batch)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -233,14 +233,18 @@ class DatasetReader:
         check_frame_rate(self.frame_hz, fmt, f"the dataset {self.root}")
 
     def episodes(self, shuffle_seed: int | None = None, part: tuple[int, int] = (0, 1),
-                 transcripts: bool = False) -> Iterator[Episode]:
+                 transcripts: bool = False, tasks: dict[str, list[int]] | None = None) -> Iterator[Episode]:
         """Episodes of this reader's part (`part` = (i, n): every n-th shard from the i-th, so
         n loader workers read disjoint data), shard order shuffled when a seed is given; with
-        `transcripts`, each carries what the runtime's listener heard (`Episode.asr`)."""
+        `transcripts`, each carries what the runtime's listener heard (`Episode.asr`); with
+        `tasks` ({suite: task ids}), only those tasks' shards are read."""
         i, n = part
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
         order = list(self.shards[i::n])
+        if tasks is not None:
+            shards = self.manifest["shards"]
+            order = [rel for rel in order if shards[rel]["task_id"] in tasks.get(shards[rel]["suite"], ())]
         rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
         if rng is not None:
             rng.shuffle(order)

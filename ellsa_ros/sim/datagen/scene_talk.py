@@ -35,6 +35,11 @@ ON_TOLERANCE_M = 0.03     # how far above a support's top an object's bottom may
 FOOTPRINT_MARGIN_M = 0.01
 
 
+def with_article(name: str) -> str:
+    """"a plate", "an orange juice": the indefinite article a listener expects."""
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
 def spoken_name(asset: str) -> str:
     """'akita_black_bowl_1' -> 'black bowl'; unknown assets lose their index and underscores."""
     base = re.sub(r"_\d+$", "", asset)
@@ -119,8 +124,8 @@ def how_many(boxes: Boxes, name: str) -> QA:
 
 def is_there(boxes: Boxes, name: str) -> QA:
     present = any(spoken_name(o) == name for o in boxes)
-    a = f"Yes, there is a {name}." if present else f"No, I don't see a {name}."
-    return QA(f"is there a {name} on the table?", a, tuple(o for o in boxes if spoken_name(o) == name))
+    a = f"Yes, there is {with_article(name)}." if present else f"No, I don't see {with_article(name)}."
+    return QA(f"is there {with_article(name)} on the table?", a, tuple(o for o in boxes if spoken_name(o) == name))
 
 
 def absent_names(boxes: Boxes) -> list[str]:
@@ -148,7 +153,8 @@ class Question:
     def text(self) -> str:
         s = self.subject
         return {"what_on": f"what is {relation(s)} the {spoken_name(s)}?", "where": f"where is the {spoken_name(s)}?",
-                "count": f"how many {plural(s)} are there?", "is_there": f"is there a {s} on the table?"}[self.kind]
+                "count": f"how many {plural(s)} are there?",
+                "is_there": f"is there {with_article(s)} on the table?"}[self.kind]
 
 
 QUESTION_KINDS = ("what_on", "where", "count", "is_there")
@@ -205,7 +211,7 @@ def defective_instruction(boxes: Boxes, rng: np.random.Generator) -> Defect:
         text = pick((f"pick up the {missing} and place it on the {pick(supports)}",
                      f"put the {missing} in the {pick(supports)}", f"bring me the {missing}",
                      f"pick up the {missing}"))
-        return Defect(kind, text, f"there is no {missing} here", f"Sorry, I don't see a {missing} here.")
+        return Defect(kind, text, f"there is no {missing} here", f"Sorry, I don't see {with_article(missing)} here.")
     if kind == "impossible":
         text = pick(("lift the whole table", f"put the {pick(movable)} on the ceiling",
                      f"fold the {pick(movable)} in half", f"put the {pick(FIXTURES)} inside the {pick(movable)}",
