@@ -91,19 +91,24 @@ def test_tiny_has_fewer_than_5m_parameters():
 
 
 def test_a_checkpoint_from_before_the_sentence_encoder_loads_and_runs_without_it(tmp_path):
-    # the embedded default was written before the field existed, as a `small` model, which now has it on
-    shipped = json.loads((model.DEFAULT_CHECKPOINT / checkpoint.CONFIG_FILE).read_text())["config"]
-    assert "sentence_dim" not in shipped and sized("small").sentence_dim == 384
-    policy = model.load_policy()
-    assert policy.config.sentence_dim == 0 and policy.sentences is None and policy.backend.net.sentence is None
-    d = policy.step(sample_block())
-    assert not d.info["sentence"] and policy.vocab.sentence is None
-    assert policy.vocab.size == policy.backend.net.core.embed.num_embeddings
+    # a checkpoint written before the field existed has no sentence_dim: it loads with the encoder off
     folder = checkpoint.save(net(), tmp_path / "old")
     meta = json.loads((folder / checkpoint.CONFIG_FILE).read_text())
     del meta["config"]["sentence_dim"]
     (folder / checkpoint.CONFIG_FILE).write_text(json.dumps(meta))
     assert checkpoint.load(folder).c.sentence_dim == 0
+    policy = model.load_policy(folder)
+    assert policy.config.sentence_dim == 0 and policy.sentences is None and policy.backend.net.sentence is None
+    d = policy.step(sample_block())
+    assert not d.info["sentence"] and policy.vocab.sentence is None
+    assert policy.vocab.size == policy.backend.net.core.embed.num_embeddings
+
+
+def test_the_embedded_default_reads_the_sentence_embedding_of_what_it_heard():
+    policy = model.load_policy()
+    assert policy.config.sentence_dim == 384 and policy.sentences is not None
+    policy.reset()
+    assert policy.step(sample_block()).info["sentence"]   # it heard "open the top drawer"
 
 
 def test_a_sentence_checkpoint_round_trips_with_its_projection(tmp_path):

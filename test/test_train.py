@@ -139,14 +139,15 @@ def test_checkpoints_are_chosen_by_closed_loop_success_and_the_curve_is_drawn(da
     from ellsa_ros.train.selection import Curve
     cfg = TrainConfig(data=[str(dataset)], out=str(tmp_path), size="tiny", block_s=0.5, steps=10, batch=2,
                       max_blocks=6, lr=3e-3, warmup=2, save_every=100, eval_every=5, eval_tasks="libero_spatial:0",
-                      eval_init_states=(48,), eval_max_steps=30)
+                      eval_init_states=(48, 49), eval_max_steps=30)
     train(cfg)
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert [s for s, _ in curve["success"]] == [5, 10]
-    assert all(r["episodes"] == 1 and 0.0 <= r["success_rate"] <= 1.0 for _, r in curve["success"])
+    assert all(r["episodes"] == 2 and 0.0 <= r["success_rate"] <= 1.0 for _, r in curve["success"])
     assert (tmp_path / "curve.png").stat().st_size > 1000
     episodes = sorted((tmp_path / "selection").glob("step*/libero_spatial/episodes/*.json"))
-    assert len(episodes) == 2 and json.loads(episodes[0].read_text())["init_state"] == 48
+    # every episode keeps its own record
+    assert len(episodes) == 4 and [json.loads(e.read_text())["init_state"] for e in episodes] == [48, 49, 48, 49]
     # the best checkpoint (ties go to the later one) is a policy
     assert load_policy(tmp_path / "best").config.size == "tiny"
     assert "closed-loop success" in capsys.readouterr().err

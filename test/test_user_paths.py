@@ -37,8 +37,12 @@ def test_ellsa_sim_with_no_arguments_hears_the_instruction_and_writes_its_record
     assert (run / "bag" / "metadata.yaml").is_file() and list((run / "bag").glob("*.mcap"))
     episode = json.loads((run / "episode.json").read_text())
     assert episode["suite"] == "libero_spatial" and episode["task_id"] == 0 and episode["error"] is None
-    heard = [e["text"] for e in episode["events"] if e["kind"] == "user_transcript" and e["source"] == "asr"]
-    assert heard and "black bowl" in heard[0] and "plate" in heard[0], heard
+    heard = [e for e in episode["events"] if e["kind"] == "user_transcript" and e["source"] == "asr"]
+    assert heard and "black bowl" in heard[0]["text"] and "plate" in heard[0]["text"], heard
+    # the embedded model acts on what it heard: the arm moves after the transcript, and not before
+    chunks = [e["t"] for e in episode["events"] if e["kind"] == "action_chunk_start"]
+    assert chunks and min(chunks) >= heard[0]["t"], (chunks, heard[0]["t"])
+    assert episode["metrics"]["outcome"] == "act"
     assert "user (asr): pick up the black bowl" in done.stdout
 
 

@@ -44,8 +44,10 @@ def closed_loop_success(checkpoint: Path, selection: SelectionSet, out: Path) ->
     for suite, task_ids in selection.suites().items():
         setup = EvalSetup(RobotSpec(policy=str(checkpoint)), suite, str(out / suite), videos="none",
                           max_steps=selection.max_steps)
-        jobs = [EpisodeJob(i, task, 0, init, seed=i)
-                for i, (task, init) in enumerate((t, s) for t in task_ids for s in selection.init_states)]
+        # each episode its own record (the task's k-th init state is its episode k)
+        jobs = [EpisodeJob(i, task, k, init, seed=i)
+                for i, (task, k, init) in enumerate((t, k, s) for t in task_ids
+                                                    for k, s in enumerate(selection.init_states))]
         _, summary = evaluate(setup, jobs, workers=1, progress=False)
         per_suite[suite] = summary["success_rate"]
         episodes += summary["episodes"]
