@@ -262,14 +262,25 @@ def test_stop_and_mute_services(graph):
 
 def test_recorder_bag_reads_back(graph):
     from mcap_ros2.reader import read_ros2_messages
-    topics = ("/agentview/image", "/wrist/image", "/audio", "/action_chunk", "/speech_audio", "/events",
-              "/joint_states", "/transcript")
-    node = graph.probe.node
-    wait_for(lambda: all(any(i.node_name == "recorder" for i in node.get_subscriptions_info_by_topic(t))
-                         for t in topics), 20.0, "the recorder to subscribe every runtime topic")
-    n = len(graph.transcript)
-    graph.instruct("remember this")
-    wait_for(lambda: len(graph.transcript) > n, 20.0, "the robot's reply")
+    streams = ("/agentview/image", "/wrist/image", "/audio", "/action_chunk", "/speech_audio", "/events",
+               "/joint_states")
+    topics = (*streams, "/transcript")
+
+    def heard(topic):
+        """The recorder's own word that a message of `topic` is in the bag: its subscription being
+        seen by the probe says nothing of whether the publisher has matched it yet."""
+        return f"first message on {topic}" in (graph.tmp / "recorder.log").read_text()
+
+    wait_for(lambda: all(heard(t) for t in streams), 20.0, "the recorder to receive every runtime stream")
+
+    def remembered():
+        n = len(graph.transcript)
+        graph.instruct("remember this")
+        wait_for(lambda: len(graph.transcript) > n, 20.0, "the robot's reply")
+        return heard("/transcript")
+
+    # Transcripts come only when spoken to: ask until one has reached the recorder.
+    wait_for(remembered, 60.0, "the recorder to receive a transcript")
     assert interrupt(graph.recorder) == 0
     mcaps = list((graph.tmp / "bag").glob("*.mcap"))
     assert (graph.tmp / "bag" / "metadata.yaml").is_file() and len(mcaps) == 1

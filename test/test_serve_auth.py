@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import stat
+import threading
 
 import pytest
 from test_serve_session import SPEC, CountingPolicy, make_block
@@ -97,3 +99,64 @@ def test_missing_keys_are_named(tmp_path):
         PolicyServer(CountingPolicy, SPEC, ServerConfig(bind="tcp://127.0.0.1:*", keys_dir=str(tmp_path))).start()
     with pytest.raises(FileNotFoundError, match="robot.key_secret is missing"):
         RemotePolicy(RemoteConfig("tcp://127.0.0.1:5555", keys_dir=str(tmp_path)))
+
+
+class Tap:
+    """A plain TCP relay in front of a server that keeps every byte it passes on: what
+    someone on the wire between the robot and the server would read."""
+
+    def __init__(self, upstream: str) -> None:
+        self.host, port = upstream.removeprefix("tcp://").rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.seen = bytearray()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server((self.host, 0))
+        self.endpoint = f"tcp://{self.host}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                robot, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((self.host, self.upstream_port))
+            for a, b in ((robot, server), (server, robot)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    self.seen += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_with_keys_nothing_the_robot_sends_travels_in_clear(keys, keyed):
+    """The project's sockets use CURVE when given keys: a robot name and an image that cross
+    the wire readable without keys are nowhere in the bytes with them."""
+    keys_dir = str(keys) if keyed else None
+    with PolicyServer(CountingPolicy, SPEC, ServerConfig(bind="tcp://127.0.0.1:*", keys_dir=keys_dir)) as server:
+        tap = Tap(server.endpoint)
+        robot = RemotePolicy(RemoteConfig(tap.endpoint, robot="robot-name-on-the-wire", keys_dir=keys_dir,
+                                          timeout_s=5.0))
+        block = make_block(0)
+        block.images["wrist"][:] = 77      # 3 kB of one byte value: easy to find in clear
+        try:
+            assert robot.step(block).info["seen"] == 1
+        finally:
+            robot.close()
+            tap.close()
+    wire = bytes(tap.seen)
+    assert len(wire) > block.images["wrist"].nbytes       # the block did cross the tap
+    readable = (b"robot-name-on-the-wire" in wire, bytes([77]) * 256 in wire)
+    assert readable == ((False, False) if keyed else (True, True))

@@ -2,7 +2,10 @@
 
 Looks for new topics every `discover_period_s` and subscribes to each with raw=True once it
 has a publisher; the QoS follows the publishers (best effort if any publisher is, so sensor
-streams match).
+streams match). A subscription is not yet a stream: discovery between two processes can lag
+by seconds, and a publisher matches the new subscription on its own schedule, so the log says
+"first message on TOPIC" when the first message of each topic is in the bag. Ctrl-C writes the
+messages that had already arrived, not yet handed to a callback, before the bag is closed.
 """
 from __future__ import annotations
 
@@ -69,11 +72,27 @@ class RecorderNode(Node):
                           else QoSReliabilityPolicy.RELIABLE)
 
     def message_callback(self, topic: str, data: bytes) -> None:
+        first = self.bag.counts[topic] == 0
         self.bag.write(topic, data, self.get_clock().now().nanoseconds)
+        if first:
+            self.get_logger().info(f"first message on {topic}")
+
+    def drain(self) -> None:
+        """Writes what the subscriptions hold: Ctrl-C ends the spin between two callbacks, with
+        messages received and not yet taken. At most one queue's worth each, so that a publisher
+        that keeps sending cannot hold the shutdown."""
+        for sub in list(self.subscriptions):
+            with sub.handle:
+                for _ in range(sub.qos_profile.depth):
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                    if taken is None:
+                        break
+                    sub.callback(taken[0])
 
     def destroy_node(self) -> None:
         if not hasattr(self, "bag"):   # a bad parameter stopped the start
             return super().destroy_node()
+        self.drain()
         self.bag.close()
         counts = ", ".join(f"{t}: {n}" for t, n in sorted(self.bag.counts.items()))
         self.get_logger().info(f"wrote {self.bag.path} ({counts or 'no messages'})")
