@@ -43,10 +43,14 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
                                      m.RELIABLE_QOS)
             peer.create_subscription(String, "sim/events", lambda msg: got["events"].append(json.loads(msg.data)),
                                      m.RELIABLE_QOS)
-            chunks = peer.create_publisher(Float32MultiArray, "action_chunk", m.RELIABLE_QOS)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             executor.add_node(peer)
+            # A listener alone is not a policy (a recorder listens too): the episode waits for commands.
+            for _ in range(40):
+                executor.spin_once(timeout_sec=0.05)
+            assert node.steps == 0 and not got["audio_peak"] and not got["events"]
+            chunks = peer.create_publisher(Float32MultiArray, "action_chunk", m.RELIABLE_QOS)
             z0 = float(node.obs["state"][2])
             down = np.zeros((10, 7), np.float32)
             down[:, 2], down[:, 6] = -0.8, -1.0
@@ -69,6 +73,7 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
             assert np.allclose(node.obs["state"][11:18], [0, 0, 0, 0, 0, 0, -1.0])
             assert got["instruction"] == ["typed hello"]
             assert max(got["audio_peak"]) > 10000 > min(got["audio_peak"])   # the words, and room noise
+            assert got["events"][0]["kind"] == "episode_start" and got["events"][0]["t"] == 0.0
             assert got["events"][-1]["kind"] == "episode_end" and got["events"][-1]["steps"] == STEPS
             node.destroy_node()
             peer.destroy_node()

@@ -19,6 +19,11 @@ With `arm_interface: moveit_servo` the arm speaks a real arm's interfaces instea
 (`ellsa_ros.sim.servo_arm`): it takes a TwistStamped and a gripper position, and publishes
 joint_states with the Panda's joint names and the end-effector PoseStamped.
 
+The episode waits for its policy (`wait_for_policy`): its clock starts once some node
+subscribes to `audio` and publishes the arm's commands, so a policy that loads slower than
+the simulator still hears the instruction from its first word. Until then the first
+observation stands and nothing steps.
+
 The simulator steps on a wall-clock timer at `control_hz`; simulation time (in sim/events)
 is steps / control_hz. A step that takes longer than a period delays the next one (no burst).
 With no action left the arm holds: zero deltas, the gripper kept. The microphone frames of
@@ -58,6 +63,8 @@ class SimBridgeParams(NodeParams):
     frame_ms: float = param(20.0, "microphone frame length in milliseconds", low=20.0, high=32.0)
     control_hz: float = param(20.0, "simulator steps per second (LIBERO runs at 20 Hz)", low=1.0, high=100.0)
     max_steps: int = param(0, "steps before the episode ends; 0 takes the suite's limit", low=0)
+    wait_for_policy: bool = param(True, "start the episode only once a node listens on audio and publishes "
+                                  "the arm's commands; false starts it at once")
     arm_interface: str = param("chunk", "'chunk': action_chunk in, the 18-d state as joint_states out; "
                                "'moveit_servo': a TwistStamped and a gripper position in, the Panda's "
                                "joint_states and end-effector pose out", choices=("chunk", "moveit_servo"))
@@ -96,6 +103,9 @@ class SimBridgeNode(Node):
         self.actions: deque[np.ndarray] = deque()
         self.gripper = GRIPPER_OPEN
         self.done = False
+        self.started = not p.wait_for_policy
+        self.waiting_since: float | None = None
+        self.next_wait_log = 0.0
         self.image_pubs = {c: self.create_publisher(Image, f"{c}/image", SENSOR_QOS) for c in CAMERAS}
         self.audio_pub = self.create_publisher(Int16MultiArray, "audio", SENSOR_QOS)
         self.instruction_pub = self.create_publisher(String, "instruction", RELIABLE_QOS)
@@ -107,9 +117,12 @@ class SimBridgeNode(Node):
         else:
             self.state_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
             self.create_subscription(Float32MultiArray, "action_chunk", self.chunk_callback, RELIABLE_QOS)
+        self.command_topic = "action_chunk" if self.arm is None else p.twist_topic
+        self.episode = {"task": info["task"], "suite": p.suite, "task_id": p.task, "init_state": p.init_state,
+                        "user": [{"t": u.t_start, "kind": u.kind, "text": u.text} for u in self.mic.utterances]}
         self.timer = self.create_timer(self.period_s, self.step_callback)
-        self.publish_event("episode_start", task=info["task"], suite=p.suite, task_id=p.task, init_state=p.init_state,
-                           user=[{"t": u.t_start, "kind": u.kind, "text": u.text} for u in self.mic.utterances])
+        if self.started:
+            self.publish_event("episode_start", **self.episode)
         self.publish_observation()
 
     def chunk_callback(self, msg: Float32MultiArray) -> None:
@@ -126,7 +139,7 @@ class SimBridgeNode(Node):
 
     def step_callback(self) -> None:
         """One control period: microphone frames, typed lines, one simulator step, observations."""
-        if self.done:
+        if self.done or not (self.started or self.policy_ready()):
             return
         t = self.steps * self.period_s
         self.publish_audio(t + self.period_s)
@@ -143,6 +156,23 @@ class SimBridgeNode(Node):
         if success or self.steps >= self.max_steps:
             self.done = True
             self.publish_event("episode_end", success=bool(success), steps=self.steps, t=self.steps * self.period_s)
+
+    def policy_ready(self) -> bool:
+        """Whether a policy has joined: a listener on audio and a publisher of commands (a recorder
+        only listens). The first call that sees one starts the episode; the wait is logged every 5 s."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if self.waiting_since is None:
+            self.waiting_since, self.next_wait_log = now, now
+        if self.count_subscribers("audio") > 0 and self.count_publishers(self.command_topic) > 0:
+            self.started = True
+            self.get_logger().info(f"a policy joined after {now - self.waiting_since:.1f} s: the episode starts")
+            self.publish_event("episode_start", **self.episode)
+            return True
+        if now >= self.next_wait_log:
+            self.next_wait_log += 5.0
+            self.get_logger().info(f"waiting for a policy: a subscriber on audio and a publisher on "
+                                   f"{self.command_topic} (wait_for_policy)")
+        return False
 
     def hold(self) -> np.ndarray:
         action = np.zeros(7)
