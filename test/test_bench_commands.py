@@ -33,6 +33,9 @@ CASES = {
     "listen": (["--clips", "3"], {"wer_heldout_15db", "wer_heldout_by_noise", "wer_tuned_15db",
                                   "spurious_utterances", "split_utterances", "runaway_transcripts",
                                   "asr_latency_ms_p95"}),
+    "turns": (["--trials", "1"], {"backchannel_takeover_rate", "interruption_takeover_rate", "yield_ms_p50",
+                                  "yield_ms_p95", "resume_ms_p95", "false_halts", "stop_misses", "halt_ms_p95",
+                                  "backchannel_false_cuts", "hold_ms_max"}),
     "arm": (["--seconds", "2", "--warmup-s", "1"], {"command_hz", "command_latency_ms_p99", "over_cap",
                                                     "non_finite"}),
 }

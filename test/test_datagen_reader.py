@@ -57,7 +57,8 @@ def make_episode(utterances: list[Utterance], robot: list[RobotTurn], acting: np
 
 def barge_in_episode() -> Episode:
     acting = np.zeros(STEPS, bool)
-    acting[32:79] = True         # instruction heard at 1.57 s -> acts from step 32; "stop" ends 3.92 s
+    acting[32:82] = True         # instruction heard at 1.57 s -> acts from step 32; "stop" ends 3.92 s and,
+                                 # 0.15 s of quiet later, holds the arm (4.08 s)
     acting[112:141] = True       # "continue" heard at 5.58 s; success at step 141 (7.05 s)
     utterances = [Utterance(0.5, 1.32, 1.57, "pick up the bowl", "instruction", "v"),
                   Utterance(3.62, 3.92, 4.17, "stop", "stop", "v", ("stop",)),
@@ -67,13 +68,14 @@ def barge_in_episode() -> Episode:
     return make_episode(utterances, robot, acting, 141)
 
 
-def reject_episode(instruction_at: float = 4.0) -> Episode:
-    """A defective instruction, rejected; then the real one at `instruction_at` s (0.88 s long)."""
-    heard = instruction_at + 1.13
+def reject_episode(instruction_at: float = 4.0, instruction_s: float = 0.88) -> Episode:
+    """A defective instruction, rejected; then the real one at `instruction_at` s."""
+    heard = instruction_at + instruction_s + 0.25
     acting = np.zeros(STEPS, bool)
     acting[int(np.ceil(heard * HZ)):160] = True
     utterances = [Utterance(0.4, 1.1, 1.35, "throw the bowl at me", "defective", "v"),
-                  Utterance(instruction_at, instruction_at + 0.88, heard, "pick up the bowl", "instruction", "v")]
+                  Utterance(instruction_at, instruction_at + instruction_s, heard, "pick up the bowl", "instruction",
+                            "v")]
     robot = [RobotTurn(1.35, "Sorry, that would not be safe.", "reject", "that would be unsafe", speech_s=1.6),
              RobotTurn(heard, "")]
     return make_episode(utterances, robot, acting, None)
@@ -91,8 +93,9 @@ def test_barge_in_cancels_at_the_block_that_hears_it_and_actions_resume_after_co
     cancel_at = _cut_index(pairs, 4.17)
     assert [k for k, (_, d) in enumerate(pairs) if d.cancel] == [cancel_at]
     assert pairs[cancel_at][1].say == "Okay, I've stopped." and pairs[cancel_at][1].actions is None
-    stop_block = _cut_index(pairs, 3.92)
+    stop_block = _cut_index(pairs, 4.08)     # the word alone, once the quiet after it says so
     assert pairs[stop_block][0].keywords == ("stop",) and pairs[stop_block][0].interrupted
+    assert all(not b.keywords for k, (b, _) in enumerate(pairs) if k != stop_block)
     resume = _cut_index(pairs, 5.58)
     for k, (block, d) in enumerate(pairs):
         cut_step = int(np.ceil(block.t_end * HZ - 1e-6))
@@ -122,12 +125,25 @@ def test_a_rejected_instruction_carries_no_actions_and_the_rejection_is_spoken(b
     assert not any(b.interrupted for b, _ in pairs)
 
 
-def test_a_user_who_talks_over_the_robot_cuts_its_words():
-    """The instruction starts 0.6 s into the 1.6 s rejection: past a backchannel's length, the
-    robot's voice is cut (interrupted), and the cut words are never reported as said."""
-    pairs = episode_blocks(reject_episode(instruction_at=2.6), BlockFormat(block_s=0.5))
+def test_a_user_who_talks_over_the_robot_past_the_resume_window_cuts_its_words():
+    """A 1.4 s instruction starts 1.25 s into the 1.6 s rejection: still talking at the end of
+    the resume window (1.0 s after onset), it cuts the robot's voice (interrupted) there, and
+    the cut words are never reported as said."""
+    pairs = episode_blocks(reject_episode(instruction_at=2.6, instruction_s=1.4), BlockFormat(block_s=0.5))
     assert not any(b.said for b, _ in pairs)
-    assert [b.index for b, _ in pairs if b.interrupted] == [_cut_index(pairs, 2.6 + 0.3)]
+    assert [b.index for b, _ in pairs if b.interrupted] == [_cut_index(pairs, 2.6 + 1.0)]
+    assert any(b.robot_speaking for b, _ in pairs if b.t_end == 3.5)     # paused at 2.7 s, not yet cut
+
+
+def test_speech_that_ends_within_the_resume_window_pauses_the_robot_and_it_plays_on():
+    """0.88 s of speech starting 0.65 s into the rejection: the voice pauses at the backchannel
+    length (2.1 s), the speech ends at 2.88 s, and the voice plays on: all of it is said, later
+    by the 0.78 s it was paused (it would have ended at 2.95 s)."""
+    pairs = episode_blocks(reject_episode(instruction_at=2.0), BlockFormat(block_s=0.5))
+    assert not any(b.interrupted for b, _ in pairs)
+    assert [b.said for b, _ in pairs if b.said] == ["Sorry, that would not be safe."]
+    assert pairs[_cut_index(pairs, 2.95 + 0.78)][0].said
+    assert pairs[_cut_index(pairs, 2.95 + 0.78)][0].t_end > 3.5
 
 
 def test_decoded_blocks_carry_the_frame_and_state_of_the_cut_tick():

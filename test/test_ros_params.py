@@ -46,6 +46,10 @@ def test_nested_yaml_becomes_dotted_names():
     (PolicyParams, {"block_s": 0.1}, "block_s", "below the minimum 0.16"),
     (PolicyParams, {"state_source": "ee_pose", "dof": 6}, "state_source", "7-value end-effector-delta"),
     (PolicyParams, {"state_source": "ee_pose", "gripper_joints": ["f"]}, "gripper_joints", "two finger joints"),
+    (PolicyParams, {"speech.backchannel_s": 0.5, "speech.resume_window_s": 0.4}, "speech.resume_window_s",
+     "not longer than speech.backchannel_s"),
+    (PolicyParams, {"speech.keywords": True, "speech.stop_words": [""]}, "speech.stop_words", "is empty"),
+    (PolicyParams, {"speech.stop_hold_s": 0.0}, "speech.stop_hold_s", "below the minimum"),
 ])
 def test_bad_values_are_refused_naming_the_parameter(cls, values, name, says):
     with pytest.raises(ParamError) as err:

@@ -4,7 +4,10 @@ from functools import cache
 import numpy as np
 import pytest
 
-from ellsa_ros.runtime.hearing import KeywordSpotter
+from ellsa_ros.runtime import events as ev
+from ellsa_ros.runtime.actions import ActionLimits
+from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
+from ellsa_ros.runtime.policy import Decision, SteppedWorker
 from ellsa_ros.speech import make_keyword_spotter
 from ellsa_ros.speech.commands import CommandGrammarConfig, CommandListener
 from ellsa_ros.speech.keywords import KeywordSpotterConfig
@@ -39,8 +42,33 @@ def spotter():
     return make_keyword_spotter()
 
 
-def test_implements_the_runtime_interface(spotter):
-    assert isinstance(spotter, KeywordSpotter)
+class _Silent:
+    sample_rate = 16000
+
+    def synthesize(self, text):
+        yield np.zeros(160, np.float32)
+
+
+class _Idle:
+    def reset(self):
+        pass
+
+    def step(self, block):
+        return Decision()
+
+
+def test_the_engine_hears_stop_words_through_it_and_refuses_ones_it_does_not_spot(spotter):
+    engine = DuplexEngine(SteppedWorker(_Idle()), ActionLimits.ee_delta(7), _Silent(), EngineConfig(cameras=()),
+                          keywords=spotter)
+    audio, end = padded("Stop!")
+    heard = []
+    engine.events.subscribe(lambda e: heard.append(e) if isinstance(e, ev.KeywordHeard) else None)
+    for i in range(0, len(audio) - 319, 320):
+        engine.push_audio(audio[i:i + 320], i / RATE)
+    assert [e.word for e in heard] == ["stop"] and end / RATE < heard[0].t <= end / RATE + 0.4
+    with pytest.raises(ValueError, match=r"stop_words \['freeze'\] are not spotted"):
+        DuplexEngine(SteppedWorker(_Idle()), ActionLimits.ee_delta(7), _Silent(),
+                     EngineConfig(cameras=(), stop_words=("stop", "freeze")), keywords=spotter)
 
 
 @pytest.mark.parametrize("text", ["Stop!", "Wait."])
@@ -50,6 +78,8 @@ def test_stop_word_is_reported_shortly_after_it_ends(spotter, text):
     assert hits, f"{text!r} was not heard"
     word, at = hits[0]
     assert word == text.strip(".!").lower()
+    start = 8000 + int(np.nonzero(np.abs(speech(text)) > 0.02 * np.abs(speech(text)).max())[0][0])
+    assert start + 0.1 * RATE <= at                # not before the word has been under way
     assert at <= end + 0.2 * RATE                  # within 200 ms of the word's end (20 ms frames)
 
 

@@ -315,6 +315,14 @@ class PolicyParams(NodeParams):
                                         name="speech.stop_words")
     keywords: bool = param(False, "spot stop words in the audio (a keyword spotter backend)",
                            name="speech.keywords")
+    backchannel_s: float = param(0.1, "user speech still voiced this long after its onset pauses the robot's "
+                                      "voice, keeping its place", name="speech.backchannel_s", low=0.02, high=2.0)
+    resume_window_s: float = param(1.0, "user speech that ends within this long of its onset is a backchannel "
+                                        "(the voice plays on); still going then, it cuts the voice",
+                                   name="speech.resume_window_s", low=0.05, high=5.0)
+    stop_hold_s: float = param(4.0, "a spotted stop word holds the arm, keeping its plan, until the utterance's "
+                                    "transcript judges it; unjudged this long, it halts", name="speech.stop_hold_s",
+                               low=0.1, high=10.0)
     front_end: bool = param(True, "the listening front end before VAD and ASR, as in simulation: 120 Hz "
                                   "high-pass, bursts dropped, pauses under 1 s joined into one utterance",
                             name="speech.front_end")
@@ -330,6 +338,13 @@ class PolicyParams(NodeParams):
                                  ("policy.class", self.policy_class)) if v]
         if len(chosen) > 1:
             raise ParamError(chosen[1], f"set only one of {chosen}")
+        if self.resume_window_s <= self.backchannel_s:
+            raise ParamError("speech.resume_window_s", f"{self.resume_window_s} s is not longer than "
+                             f"speech.backchannel_s ({self.backchannel_s} s): the voice pauses at the backchannel "
+                             f"length, and only later can the pause turn into a cut")
+        if self.keywords and not [w for w in self.stop_words if w.strip()]:
+            raise ParamError("speech.stop_words", "is empty, but speech.keywords spots stop words: name the words "
+                             "that halt the arm")
         if self.remote and not self.remote.startswith("tcp://"):
             raise ParamError("policy.remote", f"{self.remote!r} is not a tcp://HOST:PORT address")
         if self.policy_class and ":" not in self.policy_class:

@@ -195,6 +195,12 @@ class ActionQueue:
         self.active_chunk = None
         return ids
 
+    def delay(self, ticks: int) -> None:
+        """Moves the whole plan `ticks` control periods later: after a hold is released, the arm
+        goes on from the action it stopped at."""
+        if ticks > 0:
+            self._plan = {k + ticks: s for k, s in self._plan.items()}
+
     def upcoming(self, now: float) -> tuple[float, np.ndarray]:
         """The plan from this tick on, as the arm would receive it: (time of the first action,
         (n, dof) actions after clamping and rate limiting). For publishing whole chunks to

@@ -11,6 +11,7 @@ change is announced on `events`. The engine knows no ROS, simulator, socket or m
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -40,9 +41,12 @@ class EngineConfig:
     action_mode: str = "blend"
     committed: int = 1
     blend_ramp: int = 5
-    backchannel_s: float = 0.3
-    stop_window_s: float = 0.8
+    backchannel_s: float = ReflexConfig.backchannel_s       # user speech this long pauses the robot's voice
+    resume_window_s: float = ReflexConfig.resume_window_s   # ... still going this long cuts it
+    stop_window_s: float = ReflexConfig.stop_window_s
+    stop_gap_s: float = ReflexConfig.stop_gap_s
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    stop_hold_s: float = 4.0     # a stop word holds the arm; unless its transcript clears it by then, it halts
     duck_gain: float = 0.25
     reject_template: str = "Sorry, I can't do that: {reason}."
     failing_after: int = 3                         # consecutive failed blocks that make `policy_failing`
@@ -58,10 +62,34 @@ class EngineConfig:
                 raise ValueError(f"max_age_s[{k!r}]={v} must be > 0")
         if self.failing_after < 1:
             raise ValueError(f"failing_after={self.failing_after} must be >= 1")
+        if not (0.0 < self.stop_hold_s <= 10.0):
+            raise ValueError(f"stop_hold_s={self.stop_hold_s} must be in (0, 10] s")
+        self.reflex_config()    # turn-taking and stop settings that cannot work together are refused here
+
+    def reflex_config(self) -> ReflexConfig:
+        return ReflexConfig(backchannel_s=self.backchannel_s, resume_window_s=self.resume_window_s,
+                            stop_words=self.stop_words, stop_window_s=self.stop_window_s, stop_gap_s=self.stop_gap_s)
 
     @property
     def frame_samples(self) -> int:
         return int(round(self.sample_rate * self.frame_ms / 1000.0))
+
+
+# Transcripts that release a stop-word hold when they are all the user said.
+BACKCHANNELS = frozenset({"okay", "ok", "yeah", "yes", "yep", "right", "sure", "alright", "all right", "got it",
+                          "i see", "uh huh", "uh-huh", "mm hmm", "mm-hmm", "mhm", "hmm", "mm", "thanks",
+                          "thank you", "good", "great", "fine", "cool", "nice"})
+
+
+@dataclass
+class _Hold:
+    """A stop word heard: the arm holds, keeping its plan, until the utterance's transcript
+    judges it (or `stop_hold_s` passes)."""
+    word: str
+    t: float                       # when it was recognized
+    block: int | None = None       # the block that carries its utterance to the policy
+    ticks: int = 0                 # control ticks held so far
+    announced: bool = False        # ActionHalt sent
 
 
 class DuplexEngine:
@@ -80,9 +108,16 @@ class DuplexEngine:
         self.queue = ActionQueue(limits, QueueConfig(c.control_hz, c.action_mode, c.committed, c.blend_ramp))
         sync = isinstance(worker, SteppedWorker) if synchronous_speech is None else synchronous_speech
         self.speech = SpeechOutput(tts, c.sample_rate, c.frame_samples, c.duck_gain, synchronous=sync)
-        self.reflex = Reflex(vad or EnergyVAD(), keywords,
-                             ReflexConfig(c.backchannel_s, c.stop_words, stop_window_s=c.stop_window_s), c.sample_rate,
-                             front_end)
+        rc = c.reflex_config()
+        if keywords is not None:
+            spotted = set(getattr(keywords, "words", rc.stop_words))
+            if not rc.stop_words:
+                raise ValueError("stop_words is empty, but a keyword spotter was given: name the words that "
+                                 "halt the arm")
+            if set(rc.stop_words) - spotted:
+                raise ValueError(f"stop_words {sorted(set(rc.stop_words) - spotted)} are not spotted by the keyword "
+                                 f"spotter (it listens for {sorted(spotted)})")
+        self.reflex = Reflex(vad or EnergyVAD(), keywords, rc, c.sample_rate, front_end)
         self.echo = echo
         self.audio = AudioRing(c.sample_rate)
         self.images = {name: FrameSlot(name, c.image_size) for name in c.cameras}
@@ -104,7 +139,7 @@ class DuplexEngine:
         self._utterances: list[np.ndarray] = []
         self._keywords: list[str] = []
         self._interrupted = False
-        self._halt_request: tuple[float, str] | None = None
+        self._hold: _Hold | None = None
         self._halt_t = -np.inf
         self._rejected = False
         self._chunk_id = 0
@@ -194,19 +229,25 @@ class DuplexEngine:
             for w in r.keywords:
                 self._keywords.append(w)
                 self._emit(ev.KeywordHeard(t, word=w))
+            if r.pause and self.speech.pause():
+                self._emit(ev.RobotSpeechPause(t))
+            if r.resume and self._hold is None and self.speech.resume():
+                self._emit(ev.RobotSpeechResume(t, replayed_s=round(self.speech.replayed_s, 4)))
             if r.cut is not None and self.speech.cut():
                 self._interrupted = True
                 self._emit(ev.RobotSpeechCut(t, reason=r.cut))
             if r.unduck:
                 self.speech.unduck()
                 self._emit(ev.RobotSpeechUnduck(t))
-            if r.halt is not None:
+            if r.halt is not None and self._hold is None:
+                self._hold = _Hold(r.halt, t)
                 self._interrupted = True
-                self._halt_request = (t, r.halt)
             if r.speech_ended:
                 self._emit(ev.UserSpeechEnd(t, duration_s=self.reflex.last_speech_s))
             if r.utterance is not None:
                 self._utterances.append(r.utterance)
+                if self._hold is not None and self._hold.block is None:
+                    self._hold.block = self._block_index   # its transcript decides the hold
             out, finished = self.speech.next_frame()
             if finished is not None:
                 self._said.append(finished)
@@ -223,17 +264,21 @@ class DuplexEngine:
     def tick(self, now: float) -> Command:
         """Called once per control period. Never blocks on the policy."""
         with self._lock:
-            if self._halt_request is not None:
-                t_halt, word = self._halt_request
-                self._halt_request = None
-                self._halt_t = t_halt
-                self._cancel_actions(now, f"stop_word:{word}")
-                self._emit(ev.ActionHalt(now, reason=f"stop_word:{word}"))
             while self._started and now + 1e-9 >= self._next_block_t:
                 self._submit_block(now)
             for answer in self.worker.poll(now):
                 self._apply(answer, now)
             stale = self._check_stale(now)
+            hold = self._hold
+            if hold is not None:
+                if not hold.announced:
+                    hold.announced = True
+                    self._emit(ev.ActionHalt(now, reason=f"stop_word:{hold.word}"))
+                if now - hold.t >= self.config.stop_hold_s - 1e-9:
+                    self._confirm_stop(now)        # nothing cleared it in time: a stop
+                else:
+                    hold.ticks += 1
+                    return self.queue.hold(now)    # the plan waits, untouched
             if stale:
                 self.queue.tick(now)    # keep the grid moving; nothing is sent
                 return self.queue.hold(now)
@@ -264,6 +309,7 @@ class DuplexEngine:
             if self.speech.cut():
                 self._emit(ev.RobotSpeechCut(now, reason=reason))
             self._halt_t = now
+            self._hold = None
             self._cancel_actions(now, reason)
             self._emit(ev.ActionHalt(now, reason=reason))
 
@@ -316,8 +362,14 @@ class DuplexEngine:
         n = 0 if d.actions is None else int(np.shape(d.actions)[0])
         self._emit(ev.Decided(now, block_index=block.index, latency_s=now - block.t_end,
                               say=d.say, n_actions=n, control=d.control))
-        if block.t_end <= self._halt_t:
+        hold = self._hold
+        if hold is not None and hold.block is not None and block.index >= hold.block:
+            self._judge_hold(d.heard, now)
+            hold = self._hold
+        if block.t_end <= max(self._halt_t, -np.inf if hold is None else hold.t):
             return   # decided before the user said stop: its actions and words are void
+        if hold is not None:
+            d.actions = None   # decided while a stop word holds the arm: no new motion until it is judged
         new_instruction = bool(block.heard or d.heard)
         if d.reject is not None:
             self._reject(d, block, now)
@@ -333,6 +385,33 @@ class DuplexEngine:
             self._say(d.say, now)
         if d.done:
             self._emit(ev.TaskDone(now))
+
+    def _judge_hold(self, heard: str, now: float) -> None:
+        """The transcript of the utterance that held the arm: an utterance heard as a backchannel
+        ("okay", "uh-huh") or as a sentence of three words or more with no stop word in it
+        releases the hold, and the plan goes on where it stopped; anything else halts (a stop
+        word, no transcript, or a short transcript that may be a stop word misheard)."""
+        words = re.findall(r"[a-z']+", heard.lower())
+        other = " ".join(words) in BACKCHANNELS or len(words) >= 3
+        if not other or set(words) & set(self.reflex.config.stop_words):
+            self._confirm_stop(now)     # a stop word, or a word or two that may be one misheard ("hold", "hult")
+            return
+        hold, self._hold = self._hold, None
+        self.queue.delay(hold.ticks)
+        if self.speech.resume():
+            self._emit(ev.RobotSpeechResume(now, replayed_s=round(self.speech.replayed_s, 4)))
+        self._emit(ev.ActionRelease(now, reason=f"stop_word:{hold.word}", held_s=round(now - hold.t, 4),
+                                    heard=heard))
+
+    def _confirm_stop(self, now: float) -> None:
+        hold, self._hold = self._hold, None
+        self._halt_t = hold.t
+        self._interrupted = True
+        if self.speech.cut():
+            self._emit(ev.RobotSpeechCut(now, reason="stop_word"))
+        self._cancel_actions(now, f"stop_word:{hold.word}")
+        if not hold.announced:
+            self._emit(ev.ActionHalt(now, reason=f"stop_word:{hold.word}"))
 
     def _reject(self, d: Decision, block: Block, now: float) -> None:
         self._rejected = True

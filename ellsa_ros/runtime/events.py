@@ -88,6 +88,21 @@ class RobotSpeechUnduck(Event):
 
 
 @dataclass(frozen=True)
+class RobotSpeechPause(Event):
+    """The user kept talking past a backchannel's length: the robot's voice is silent, keeping
+    its place, until the user's speech turns out a backchannel (resume) or an interruption (cut)."""
+    kind: ClassVar[str] = "robot_speech_pause"
+
+
+@dataclass(frozen=True)
+class RobotSpeechResume(Event):
+    """The user's speech was a backchannel: the paused voice plays on from the start of the word
+    it paused in (`replayed_s` of audio said again)."""
+    replayed_s: float = 0.0
+    kind: ClassVar[str] = "robot_speech_resume"
+
+
+@dataclass(frozen=True)
 class RobotSpeechCut(Event):
     reason: str = ""  # "barge_in" | "stop_word" | "cancel" | "reset"
     kind: ClassVar[str] = "robot_speech_cut"
@@ -127,6 +142,16 @@ class ActionHalt(Event):
     """The action queue stopped emitting and holds (stop word, cancel, reject, stale input)."""
     reason: str = ""
     kind: ClassVar[str] = "action_halt"
+
+
+@dataclass(frozen=True)
+class ActionRelease(Event):
+    """A stop-word hold was released: the utterance was heard as other words (`heard`), and the
+    plan goes on where it stopped, `held_s` after the hold began."""
+    reason: str = ""
+    held_s: float = 0.0
+    heard: str = ""
+    kind: ClassVar[str] = "action_release"
 
 
 @dataclass(frozen=True)

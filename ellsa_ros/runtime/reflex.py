@@ -1,10 +1,24 @@
 """The reflex path: run on every audio frame, no model, so barge-in takes tens of ms.
 
-- the user starts speaking while the robot speaks -> the robot's voice ducks at once;
-- the user keeps speaking past a backchannel ("mm-hmm") -> the robot's voice is cut;
-- the user stops within the backchannel length -> the voice comes back up;
-- a stop word -> the voice is cut and the action queue halts at the next control tick.
-The model still decides what an interruption means, in its next block.
+Turn-taking, while the robot speaks:
+- the user starts speaking -> the robot's voice ducks at once;
+- the user is still speaking a backchannel length (`backchannel_s`) after onset -> the voice
+  pauses, keeping its place (the engine goes back to the start of the word being said);
+- the user's speech ends within the resume window (`resume_window_s` after onset) and was no
+  stop word -> a backchannel ("mm-hmm", "okay"): the voice resumes where it paused;
+- the user is still speaking at the end of the resume window -> an interruption: the pause
+  becomes a cut, and the model sees it in its next block.
+A short sound that ends before the backchannel length only ducks the voice.
+
+Stop words mean stop only as the word said, not as a sound inside other words ("wait" in
+"plate", "stop" in "stopper"): a spotted stop word is a candidate when it comes within
+`stop_window_s` of its stretch of speech's onset; it is recognized once the user has been
+quiet for `stop_gap_s` after it (a voice going on past it, "stop|per", "wait|er", drops it).
+Then the arm holds at the next control tick and the voice pauses (`Reflexes.halt`); the engine
+halts for good, or releases the hold, once the utterance's transcript is in (see `engine`): the
+spotter alone cannot tell a short word said alone from a stop word ("right" heard as "stop").
+A candidate that a voice going on dropped never holds anything, so the sounds of an instruction
+("place it on the plate") leave its plan alone. Other words reach the model as text.
 
 Segmentation, with a listening front end (`hearing.FrontEnd`), follows the VAD but is not
 its copy: an utterance whose voiced part is shorter than the front end's `min_voiced_s` (a
@@ -12,8 +26,8 @@ knock, a noise burst the VAD opened on) is dropped; a pause shorter than its `jo
 ("put the bowl... on the plate") does not end the instruction, so the utterance is handed
 over only once the pause has outlasted it; the audio before the first voiced frame (less the
 preroll) and the pause waited for after the last are cut off, so an utterance starts where
-speech starts, not where noise opened the VAD. The duck, cut and halt rules see the VAD's own
-start and end, unchanged.
+speech starts, not where noise opened the VAD. The turn-taking and stop rules see the VAD's
+own start and end, unchanged.
 
 `Reflex.hear` returns `Reflexes` (what to do); the engine applies them and emits events, so
 this file holds the rules and nothing else.
@@ -28,28 +42,56 @@ import numpy as np
 from .hearing import VAD, FrontEnd, KeywordSpotter
 
 DEFAULT_STOP_WORDS = ("stop", "wait", "pause", "halt")
+# A stop word's own trailing sound after the spotter reported it; more voice than this after
+# the report is the rest of a longer word or phrase ("stop|per", "wait|er").
+STOP_TAIL_S = 0.25
+# The spotter reports a word at most this long after its last voiced sound (its search waits a
+# few frames for a better-scoring end); a report later than that matched the quiet after a
+# word, not the word.
+STOP_LATE_S = 0.2
 
 
 @dataclass
 class ReflexConfig:
-    backchannel_s: float = 0.3     # user speech shorter than this does not cut the robot
-    stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    """The turn-taking and stop fields are left out of `repr`: they decide no utterance's cut,
+    and the repr is what a stored transcript records of the listener that made it."""
+    # user speech still voiced this long after onset pauses the robot's voice
+    backchannel_s: float = field(default=0.1, repr=False)
+    # a paused voice resumes if the user's speech ended before this long after its onset; speech
+    # still voiced then turns the pause into a cut
+    resume_window_s: float = field(default=1.0, repr=False)
+    stop_words: tuple[str, ...] = field(default=DEFAULT_STOP_WORDS, repr=False)
     preroll_s: float = 0.3         # audio kept before a VAD onset, so ASR hears the first phoneme
     max_utterance_s: float = 30.0  # an utterance longer than this is cut into pieces
-    # A stop word counts as a reflex only this soon after the onset of the utterance it is in:
-    # "stop!" and "wait, ..." halt at once, while "wait" heard inside "...on the plate" does not.
+    # A stop word is a candidate only this soon after the onset of the stretch of speech it is in:
+    # "stop!" and "wait, ..." halt, while "wait" heard inside "...on the plate" does not.
     # Later stop words still reach the model as text, which decides in its next block.
-    stop_window_s: float = 0.8
+    stop_window_s: float = field(default=0.8, repr=False)
+    # quiet this long after a candidate stop word: it stood alone, and is recognized (shorter
+    # gaps come between the words of a sentence: "place it | on the plate")
+    stop_gap_s: float = field(default=0.15, repr=False)
     # "Still talking" also needs the frame within this many dB of the utterance's loudest frame:
     # a model VAD's probability decays over a window or two after the last word, the level at once.
     sustain_db: float = 20.0
 
     def __post_init__(self) -> None:
-        if self.stop_window_s <= 0:
-            raise ValueError(f"stop_window_s={self.stop_window_s} must be > 0 s")
         if not (0.0 < self.backchannel_s <= 2.0):
             raise ValueError(f"backchannel_s={self.backchannel_s} must be in (0, 2] s")
+        if not (self.backchannel_s < self.resume_window_s <= 5.0):
+            raise ValueError(f"resume_window_s={self.resume_window_s} must be longer than backchannel_s="
+                             f"{self.backchannel_s} (the voice pauses at the backchannel length; only later can "
+                             f"the pause turn into a cut) and at most 5 s")
+        if not (0.0 < self.stop_window_s <= 3.0):
+            raise ValueError(f"stop_window_s={self.stop_window_s} must be in (0, 3] s")
+        if not (0.0 < self.stop_gap_s <= 0.5):
+            raise ValueError(f"stop_gap_s={self.stop_gap_s} must be in (0, 0.5] s")
         self.stop_words = tuple(w.strip().lower() for w in self.stop_words if w.strip())
+
+
+@dataclass
+class _StopCandidate:
+    word: str                      # what the spotter reported
+    tail_s: float = 0.0            # voiced audio since the report
 
 
 @dataclass
@@ -61,9 +103,11 @@ class Reflexes:
     utterance_lag_s: float = 0.0          # audio between the utterance's end and this frame's end
     duck: bool = False
     unduck: bool = False
+    pause: bool = False                   # the robot's voice holds its place until resumed or cut
+    resume: bool = False                  # a backchannel: the paused voice plays on
     cut: str | None = None                # reason, when the robot's voice must stop
-    halt: str | None = None               # stop word, when the actions must stop
-    keywords: list[str] = field(default_factory=list)
+    halt: str | None = None               # stop word, when the actions must hold (the engine judges it)
+    keywords: list[str] = field(default_factory=list)   # words recognized on this frame
 
 
 class Reflex:
@@ -98,7 +142,10 @@ class Reflex:
         self._since_onset_s = np.inf   # audio time since the onset of the current or last utterance
         self._peak_db = -np.inf        # loudest frame of the current utterance, dBFS
         self._ducked = False
-        self._cut = False
+        self._cut = False              # this stretch of speech has paused or cut the voice already
+        self._paused = False           # the voice is paused, waiting for this stretch of speech to end
+        self._quiet_s = 0.0            # audio since the user was last still voiced
+        self._stop: _StopCandidate | None = None
         self._preroll: deque[np.ndarray] = deque()
         self._preroll_n = 0
         self._utterance: list[np.ndarray] = []
@@ -111,7 +158,8 @@ class Reflex:
         self.last_speech_s = 0.0       # how long the VAD's last stretch of speech lasted
 
     def hear(self, frame: np.ndarray, robot_speaking: bool) -> Reflexes:
-        """Called once per (echo-cleaned) microphone frame, in order."""
+        """Called once per (echo-cleaned) microphone frame, in order. `robot_speaking`: the
+        robot's voice is playing or paused (it holds the turn)."""
         c = self.config
         out = Reflexes()
         if self.front_end is not None:
@@ -120,6 +168,8 @@ class Reflex:
         voiced = bool(self.vad.is_speech(frame))
         self._since_onset_s += dt
         heard = [] if self.keywords is None else [w.lower() for w in self.keywords.process(frame)]
+        if not robot_speaking:
+            self._paused = False      # cut or finished elsewhere: nothing left to resume
 
         if voiced and not self.speaking:
             self.speaking, self._speech_s, self._cut = True, 0.0, False
@@ -133,7 +183,7 @@ class Reflex:
                 self._utterance, self._utterance_n = list(self._preroll), self._preroll_n
                 self._voiced_n, self._first_voiced = 0, None
             self._pause_n = None          # else the pause was inside the utterance: it goes on
-            if robot_speaking:
+            if robot_speaking and not self._paused:
                 out.duck, self._ducked = True, True
         elif self._pause_n is not None:
             self._utterance.append(frame)
@@ -141,6 +191,7 @@ class Reflex:
             self._pause_n += len(frame)
             if self._pause_n >= self._join_n - 1e-6:
                 out.utterance, out.utterance_lag_s = self._hand_over()
+        still_voiced = False
         if self.speaking:
             self._speech_s += dt
             self._utterance.append(frame)
@@ -149,16 +200,18 @@ class Reflex:
                 self._voiced_n += len(frame)
                 if self._first_voiced is None:
                     self._first_voiced = len(self._utterance) - 1
-            # Cut only if the user is still making sound a backchannel length after onset: the
-            # VAD's hangover after a short "mm-hmm" must not count as talking on.
+            # The user is still talking only if the frame itself is voiced and loud: the VAD's
+            # hangover after a short "mm-hmm" must not count as talking on.
             level_db = 10.0 * np.log10(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-12)
             self._peak_db = max(self._peak_db, level_db)
             still_voiced = bool(getattr(self.vad, "voiced", True)) and level_db > self._peak_db - c.sustain_db
             if (self._ducked or robot_speaking) and not self._cut and still_voiced \
                     and self._speech_s >= c.backchannel_s - 1e-9:
-                if robot_speaking:
-                    out.cut = "barge_in"
+                if robot_speaking and not self._paused:
+                    out.pause, self._paused = True, True
                 self._cut, self._ducked = True, False
+            if self._paused and still_voiced and self._speech_s >= c.resume_window_s - 1e-9:
+                out.cut, self._paused = "barge_in", False     # no backchannel: an interruption
             too_long = self._utterance_n >= c.max_utterance_s * self.sample_rate
             if not voiced or too_long:
                 out.speech_ended = True
@@ -174,18 +227,41 @@ class Reflex:
         self._preroll_n += len(frame)
         while self._preroll and self._preroll_n - len(self._preroll[0]) >= c.preroll_s * self.sample_rate:
             self._preroll_n -= len(self._preroll.popleft())
+        self._quiet_s = 0.0 if still_voiced else self._quiet_s + dt
 
-        # Words spotted within the window of an utterance's onset; the rest are left to the model.
         if self._since_onset_s <= c.stop_window_s + 1e-9:
-            out.keywords = heard
-        stop = next((w for w in out.keywords if w in c.stop_words), None)
-        if stop is not None:
-            out.halt = stop
-            if robot_speaking:
-                out.cut = "stop_word"
-                out.unduck = False
-            self._ducked = False
+            out.keywords = [w for w in heard if w not in c.stop_words]   # other words pass straight on
+            spotted = next((w for w in heard if w in c.stop_words), None)
+            if self._stop is None and spotted is not None and self._quiet_s <= STOP_LATE_S + 1e-9:
+                self._stop = _StopCandidate(spotted)
+        self._judge_stop(out, still_voiced, dt, robot_speaking)
+        if self._paused and not self.speaking and self._stop is None:
+            out.resume, self._paused = True, False        # a backchannel: play on
         return out
+
+    def _judge_stop(self, out: Reflexes, still_voiced: bool, dt: float, robot_speaking: bool) -> None:
+        """A candidate stop word is dropped when the voice goes on past it, and recognized when
+        the user has been quiet `stop_gap_s` after it."""
+        stop, c = self._stop, self.config
+        if stop is None:
+            return
+        if still_voiced:
+            stop.tail_s += dt
+            if stop.tail_s > STOP_TAIL_S + 1e-9:
+                self._stop = None                          # the rest of a longer word or phrase
+            return
+        if self._quiet_s < c.stop_gap_s - 1e-9:
+            return
+        self._stop = None
+        word = stop.word
+        out.keywords.append(word)
+        out.halt = word
+        if robot_speaking:
+            out.pause = True       # held with the arm; the engine cuts or resumes it when the stop is judged
+            out.unduck = False
+            # a user who talks on past the resume window still takes the turn ("no no, the other bowl")
+            self._paused = self._paused or self.speaking
+        self._ducked = False
 
     def _hand_over(self) -> tuple[np.ndarray | None, float]:
         """(The utterance from its first voiced frame, less the preroll, to the VAD's end of it,

@@ -1,9 +1,14 @@
-"""The robot's voice: text -> TTS -> PCM frames, duckable and cuttable within one frame.
+"""The robot's voice: text -> TTS -> PCM frames, duckable, pausable and cuttable within one frame.
 
 `SpeechOutput` is pulled one frame at a time by the audio path (the same frame size as the
-microphone's), so a cut takes effect on the very next frame it returns. Text is split at
-punctuation and rendered sentence by sentence on a thread, so the first words play while
-the rest is still being synthesized.
+microphone's), so a duck, pause or cut takes effect on the very next frame it returns. Text is
+split at punctuation and rendered sentence by sentence on a thread, so the first words play
+while the rest is still being synthesized.
+
+A pause keeps the place in the sentence: it goes back to the start of the word being played
+(the last pause in the voice, found from the audio itself, so it works for any TTS), and
+`resume` plays on from there, so a word the user talked over is said again whole and nothing
+is lost.
 """
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ class TTS(Protocol):
         """Yields float32 mono chunks in [-1, 1] at `sample_rate`, as soon as each is ready."""
 
 
+MAX_REWIND_S = 2.0     # a pause goes back at most this far for the start of a word
+_GAP_S = 0.03          # this much quiet in the voice separates two words
+_QUIET = 0.1           # quiet: a 10 ms window below this fraction of the loudest one (-20 dB)
+
 _SENTENCE = re.compile(r"(?<=[.!?;:,])\s+")
 
 
@@ -38,6 +47,28 @@ def split_sentences(text: str) -> list[str]:
         else:
             out.append(p)
     return out
+
+
+def word_start(played: np.ndarray, sample_rate: int) -> int:
+    """How many of the last samples of `played` belong to the word still being said: back to
+    the end of the last gap of `_GAP_S` quiet (0 when the voice is in a gap right now; all of
+    `played` when it holds no gap)."""
+    w = max(1, sample_rate // 100)
+    n = len(played) // w
+    if n == 0:
+        return len(played)
+    tail = played[len(played) - n * w:].astype(np.float64).reshape(n, w)
+    rms = np.sqrt(np.mean(np.square(tail), axis=1))
+    quiet = rms < _QUIET * max(float(rms.max()), 1e-6)
+    if quiet[-1]:
+        return 0
+    need = max(1, int(round(_GAP_S * sample_rate / w)))
+    run = 0
+    for i in range(n - 1, -1, -1):
+        run = run + 1 if quiet[i] else 0
+        if run >= need:
+            return (n - i - run) * w    # from the window after the gap's last one
+    return len(played)
 
 
 def resample(audio: np.ndarray, src_hz: int, dst_hz: int) -> np.ndarray:
@@ -74,6 +105,9 @@ class SpeechOutput:
         self._text = ""
         self._speaking = False
         self._played_text = ""
+        self._paused = False
+        self._history = np.zeros(0, np.float32)    # what was played lately, for a pause to go back in
+        self.replayed_s = 0.0                      # how far the last pause went back
 
     # --- control -------------------------------------------------------------------------
 
@@ -103,7 +137,34 @@ class SpeechOutput:
             self._speaking = False
             self._gain = 1.0
             self._text = ""
+            self._paused = False
+            self._history = np.zeros(0, np.float32)
             return was
+
+    def pause(self) -> bool:
+        """Silences the robot from the next frame on, keeping its place: the audio from the start
+        of the word being played is put back, to be played again by `resume`. Returns True if
+        it was speaking (and is now paused)."""
+        with self._lock:
+            if self._paused or not (self._speaking or self._pcm or len(self._buffer) or self._rendering):
+                return False
+            back = word_start(self._history, self.sample_rate)
+            self._buffer = np.concatenate([self._history[len(self._history) - back:], self._buffer])
+            self._history = np.zeros(0, np.float32)
+            self._paused = True
+            self.replayed_s = back / self.sample_rate
+            return True
+
+    def resume(self) -> bool:
+        """Plays on from where `pause` left off, at full gain. Returns True if it was paused."""
+        with self._lock:
+            was, self._paused, self._gain = self._paused, False, 1.0
+            return was
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused
 
     def duck(self) -> None:
         with self._lock:
@@ -115,7 +176,7 @@ class SpeechOutput:
 
     @property
     def speaking(self) -> bool:
-        """True while speech is playing or still being rendered."""
+        """True while speech is playing, paused or still being rendered (the robot holds its turn)."""
         with self._lock:
             return self._speaking or bool(self._pcm) or len(self._buffer) > 0 or self._rendering > 0
 
@@ -137,6 +198,8 @@ class SpeechOutput:
         of the utterance that ended on this frame, if one did."""
         n = self.frame_samples
         with self._lock:
+            if self._paused:
+                return np.zeros(n, np.float32), None
             while len(self._buffer) < n and self._pcm:
                 self._buffer = np.concatenate([self._buffer, self._pcm.popleft()])
             if len(self._buffer) == 0:
@@ -149,6 +212,7 @@ class SpeechOutput:
             self._speaking = True
             frame = self._buffer[:n]
             self._buffer = self._buffer[n:]
+            self._history = np.concatenate([self._history, frame])[-int(MAX_REWIND_S * self.sample_rate):]
             if len(frame) < n:
                 frame = np.concatenate([frame, np.zeros(n - len(frame), np.float32)])
             return (frame * self._gain).astype(np.float32), None

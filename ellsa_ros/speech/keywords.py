@@ -103,6 +103,11 @@ class PocketsphinxKeywordSpotter:
         self._max_samples = int(c.max_utterance_s * c.sample_rate)
         self.reset()
 
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The words it listens for (the engine refuses stop words it does not)."""
+        return self.config.words
+
     def reset(self) -> None:
         self._rng = np.random.default_rng(0)
         if getattr(self, "_in_utterance", False):

@@ -19,11 +19,18 @@ tokenized, a new block length or tokenizer needs no regeneration.
 What the robot said (`said`, `robot_speaking`, and interruptions of its voice) depends on when
 the model decided to speak, so it is derived here from the targets: speech starts when a
 block's Decision is applied (`latency_s` after the block was cut) and lasts as long as it did
-in the robot's voice at generation time.
+in the robot's voice at generation time. The user's speech over it follows the reflex's
+turn-taking rules (`ellsa_ros.runtime.reflex`): speech still going a backchannel length after
+its onset pauses the voice; if it ends within the resume window the voice plays on, later by
+the pause; if it goes on past the window, the voice is cut there. A stop word said alone is
+recognized `stop_gap_s` of quiet after it (its block's `keywords`; the arm holds from then)
+and the voice, paused, is cut once the block that carries its transcript is decided. A stop
+word inside a longer phrase ("wait a second") is no reflex: the model hears it as words.
 """
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +41,7 @@ import numpy as np
 
 from ellsa_ros.runtime.blocks import Block, check_block_s
 from ellsa_ros.runtime.policy import Decision
-from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS
+from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS, ReflexConfig
 from ellsa_ros.sim.datagen.episode import Episode
 from ellsa_ros.sim.datagen.hearing import read_heard
 from ellsa_ros.sim.datagen.storage import read_manifest, read_shard
@@ -49,7 +56,8 @@ class BlockFormat:
     """How blocks are cut: the engine's and the model's settings that matter at read time.
     block_s (s), chunk (actions per Decision), control_hz, frame_ms (microphone frames),
     latency_s (from a block's cut to its Decision being applied), preroll_s (audio kept before
-    an utterance's onset), backchannel_s (user speech shorter than this does not cut the robot)."""
+    an utterance's onset); backchannel_s, resume_window_s, stop_window_s and stop_gap_s are the
+    reflex's turn-taking and stop-word settings (`ReflexConfig`), stop_words its words."""
     block_s: float = 1.0
     chunk: int = 10
     control_hz: float = 20.0
@@ -58,7 +66,10 @@ class BlockFormat:
     cameras: tuple[str, ...] = ("agentview", "wrist")
     latency_s: float = 0.0
     preroll_s: float = 0.3
-    backchannel_s: float = 0.3
+    backchannel_s: float = ReflexConfig.backchannel_s
+    resume_window_s: float = ReflexConfig.resume_window_s
+    stop_window_s: float = ReflexConfig.stop_window_s
+    stop_gap_s: float = ReflexConfig.stop_gap_s
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     heard: str = "truth"
 
@@ -71,8 +82,11 @@ class BlockFormat:
                              f"({self.sample_rate}) must be positive")
         if not 20.0 <= self.frame_ms <= 32.0:
             raise ValueError(f"frame_ms={self.frame_ms} must be within 20-32 ms")
-        if self.latency_s < 0 or self.preroll_s < 0 or self.backchannel_s <= 0:
-            raise ValueError("latency_s and preroll_s must be >= 0, backchannel_s > 0")
+        if self.latency_s < 0 or self.preroll_s < 0:
+            raise ValueError(f"latency_s ({self.latency_s}) and preroll_s ({self.preroll_s}) must be >= 0")
+        ReflexConfig(backchannel_s=self.backchannel_s, resume_window_s=self.resume_window_s,   # refuses what
+                     stop_words=self.stop_words, stop_window_s=self.stop_window_s,           # the engine would
+                     stop_gap_s=self.stop_gap_s)
 
     @classmethod
     def for_model(cls, model_config, block_s: float, **engine) -> BlockFormat:
@@ -140,23 +154,52 @@ def _decisions(ep: Episode, fmt: BlockFormat, times) -> list[Decision]:
     return out
 
 
+def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, float]]:
+    """(when the reflex recognizes it, the word, its utterance's heard_t) for every utterance that
+    is a stop word said alone: the spotter reports it as it ends, within `stop_window_s` of the
+    onset, and it counts at the first microphone frame `stop_gap_s` of quiet later."""
+    frame_s = round(fmt.sample_rate * fmt.frame_ms / 1000.0) / fmt.sample_rate
+    out = []
+    for u in ep.utterances:
+        words = re.findall(r"[a-z']+", u.text.lower())
+        if len(words) == 1 and words[0] in fmt.stop_words and u.t_end - u.t_start <= fmt.stop_window_s + EPS:
+            out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, words[0], u.heard_t))
+    return out
+
+
+def _judged_at(heard_t: float, fmt: BlockFormat, times) -> float:
+    """When the engine applies the decision of the block that carries an utterance heard at
+    `heard_t`: that block's cut plus the latency, on the control grid."""
+    cut = next((c for _, _, c in times if heard_t <= c + EPS), math.inf)
+    return math.ceil((cut + fmt.latency_s) * fmt.control_hz - 1e-6) / fmt.control_hz
+
+
 def _robot_speech(ep: Episode, fmt: BlockFormat, times, decisions: list[Decision]) -> list[_Speech]:
+    stops = {heard_t: t for t, _, heard_t in stop_recognized(ep, fmt)}
     speech, free_at, period = [], 0.0, 1.0 / fmt.control_hz
     for (_, _, cut), d in zip(times, decisions):
-        if d.say:
-            applied = math.ceil((cut + fmt.latency_s) * fmt.control_hz - 1e-6) * period
-            start = max(applied, free_at)
-            speech.append(_Speech(d.say, start, start + d.info["speech_s"]))
-            free_at = speech[-1].end
-    # the user's stop words and real interruptions cut the robot's voice
-    for u in ep.utterances:
-        cuts = [u.t_end] if any(w in fmt.stop_words for w in u.keywords) else []
-        if u.t_end - u.t_start >= fmt.backchannel_s:
-            cuts.append(u.t_start + fmt.backchannel_s)
-        for s in speech:
-            for c in cuts:
-                if s.start < c < s.end and (s.cut_at is None or c < s.cut_at):
-                    s.cut_at = c
+        if not d.say:
+            continue
+        applied = math.ceil((cut + fmt.latency_s) * fmt.control_hz - 1e-6) * period
+        s = _Speech(d.say, max(applied, free_at), 0.0)
+        s.end = s.start + d.info["speech_s"]
+        for u in sorted(ep.utterances, key=lambda u: u.t_start):   # the user's speech over it, in order
+            paused_at = u.t_start + fmt.backchannel_s
+            long_enough = u.t_end - u.t_start >= fmt.backchannel_s - EPS
+            recognized = stops.get(u.heard_t)
+            if long_enough and s.start < paused_at < s.end:
+                if u.t_end >= u.t_start + fmt.resume_window_s - EPS:
+                    s.cut_at = u.t_start + fmt.resume_window_s     # talked on past the window: an interruption
+                elif recognized is not None:
+                    s.cut_at = _judged_at(u.heard_t, fmt, times)   # held by the stop word until judged
+                else:
+                    s.end += u.t_end - paused_at                   # a backchannel: it plays on, later
+            elif recognized is not None and s.start < recognized < s.end:
+                s.cut_at = _judged_at(u.heard_t, fmt, times)
+            if s.cut_at is not None:
+                break
+        speech.append(s)
+        free_at = s.end if s.cut_at is None else s.cut_at
     return speech
 
 
@@ -172,6 +215,7 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
     times = block_times(ep.duration_s, fmt)
     decisions = _decisions(ep, fmt, times)
     speech = _robot_speech(ep, fmt, times, decisions)
+    stops = stop_recognized(ep, fmt)
     mic = ep.mic.astype(np.float32) / 32768.0
     frame_n = int(round(fmt.sample_rate * fmt.frame_ms / 1000.0))
     frame_s = frame_n / fmt.sample_rate
@@ -184,11 +228,10 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
         audio = mic[first * frame_n:max(first, last) * frame_n].copy()
         i = int(round(cut * fmt.control_hz))
         window = [u for u in ep.utterances if prev_cut + EPS < u.heard_t <= cut + EPS]
-        keywords = tuple(w for u in ep.utterances if prev_cut + EPS < u.t_end <= cut + EPS
-                         for w in u.keywords if w in fmt.stop_words)
+        keywords = tuple(w for t, w, _ in stops if prev_cut + EPS < t <= cut + EPS)
         said = [s.text for s in speech if s.cut_at is None and prev_cut + EPS < s.end <= cut + EPS]
         cut_voice = any(s.cut_at is not None and prev_cut + EPS < s.cut_at <= cut + EPS for s in speech)
-        halted = any(prev_cut < u.t_end <= cut for u in ep.utterances if u.keywords) or d.cancel
+        halted = bool(keywords) or d.cancel
         acting = prev is not None and prev.actions is not None and not halted \
             and times[k - 1][1] + len(prev.actions) / fmt.control_hz > cut + EPS
         block = Block(
