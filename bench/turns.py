@@ -207,7 +207,8 @@ def measure(args: argparse.Namespace) -> dict:
                 stats["halt"].append(1000.0 * (halt.t - end))
         counts[kind] += 1
         _log(f"{kind} {i + 1}/{args.trials} {name}: {text!r} cut={cut is not None} pause={pause is not None} "
-             f"halt={halt is not None} cancelled={cancelled} released={[e.heard for e in released]}")
+             f"halt={halt is not None} cancelled={cancelled} released={[e.heard for e in released]} "
+             f"heard={[e.text for e in events if isinstance(e, ev.UserTranscript)]}")
 
     def rate(xs: list[bool]) -> float | None:
         return round(float(np.mean(xs)), 4) if xs else None

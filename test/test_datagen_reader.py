@@ -257,3 +257,20 @@ def test_bad_formats_are_refused_with_the_reason():
         episode_blocks(barge_in_episode(), BlockFormat(control_hz=10.0))
     with pytest.raises(ValueError, match="camera"):
         episode_blocks(barge_in_episode(), BlockFormat(cameras=("agentview", "left")))
+
+
+@pytest.mark.parametrize("text, length_s, recognized", [("Wait a second.", 0.7, True),
+                                                         ("wait for the waiter to come", 1.2, False),
+                                                         ("put the stopper in", 0.7, False)])
+def test_a_stop_word_is_the_reflex_s_only_when_its_phrase_starts_with_it_and_is_over_within_the_window(
+        text, length_s, recognized):
+    acting = np.zeros(STEPS, bool)
+    acting[32:120] = True
+    words = tuple(w for w in text.lower().replace(".", "").split() if w in ("stop", "wait"))
+    utterances = [Utterance(0.5, 1.32, 1.57, "pick up the bowl", "instruction", "v"),
+                  Utterance(3.0, 3.0 + length_s, 3.25 + length_s, text, "stop", "v", words)]
+    pairs = episode_blocks(make_episode(utterances, [RobotTurn(1.57, "Okay.", speech_s=0.4)], acting, None),
+                           BlockFormat(block_s=0.5))
+    keyed = [(b.index, b.keywords) for b, _ in pairs if b.keywords]
+    # recognized 0.15 s of quiet after the phrase: at 3.86 s, in the block cut at 4.0 s
+    assert keyed == ([(_cut_index(pairs, 3.0 + length_s + 0.15), ("wait",))] if recognized else [])

@@ -338,28 +338,34 @@ def test_a_policy_failing_in_a_row_is_announced_once_and_the_arm_holds():
     assert rig.moving(2.5, 3.0)
 
 
-@pytest.mark.parametrize("transcript", ["Okay.", "put it on the plate"])
-def test_a_stop_word_heard_as_other_words_releases_the_hold_and_the_plan_goes_on(transcript):
-    # The spotter reports "stop" in a short utterance whose transcript is a backchannel or a
-    # sentence: the arm holds at once, then goes on with every action of its plan, none dropped.
+@pytest.mark.parametrize("transcript, speech_end, recognized, halted", [
+    ("Okay.", 1.95, 2.12, 2.15),                  # a word said alone, heard as a backchannel
+    ("put it on the plate", 2.3, 2.46, 2.5)])     # 0.7 s of speech: long enough for a sentence
+def test_a_stop_word_heard_as_other_words_releases_the_hold_and_the_plan_goes_on(transcript, speech_end, recognized,
+                                                                                  halted):
+    # The spotter reports "stop" in an utterance whose transcript is a backchannel or a sentence:
+    # the arm holds once the word is recognized, then goes on with every action of its plan.
     def rule(block):
         if block.index == 0:
             return Decision(actions=chunk(60), say="Moving.")
         return Decision(heard=transcript) if block.utterances else Decision()
-    rig = Rig(rule, segments=[(1.6, 1.95)], stop_at=[2.01]).run(6.0)
+    rig = Rig(rule, segments=[(1.6, speech_end)], stop_at=[1.9]).run(6.0)
     halt, release = rig.log.first(ev.ActionHalt), rig.log.first(ev.ActionRelease)
-    assert halt is not None and halt.t == pytest.approx(2.15) and halt.reason == "stop_word:stop"
+    assert halt is not None and halt.t == pytest.approx(halted) and halt.reason == "stop_word:stop"
     # The utterance reaches the policy with block 2 (2.0-3.0); its answer, at 3.0, releases.
     assert release is not None and release.t == pytest.approx(3.0) and release.heard == transcript
-    assert release.held_s == pytest.approx(3.0 - 2.12)
+    assert release.held_s == pytest.approx(3.0 - recognized)
     assert rig.log.of(ev.ActionChunkCancelled) == []
-    assert rig.moving(2.15, 3.0) == []                                     # held
+    assert rig.moving(halted, 3.0) == []                                   # held
     moving = rig.moving()
-    assert len(moving) == 60 and moving[-1].t == pytest.approx(1.0 + 59 * 0.05 + 0.85)   # late by the hold
+    assert len(moving) == 60                                               # none dropped, late by the hold
+    assert moving[-1].t == pytest.approx(1.0 + 59 * 0.05 + (3.0 - halted))
 
 
-@pytest.mark.parametrize("transcript", ["Stop.", "Hold.", "wait a second"])
+@pytest.mark.parametrize("transcript", ["Stop.", "Hold.", "wait a second", "and press, press,"])
 def test_a_stop_word_whose_transcript_may_be_one_halts(transcript):
+    # "and press, press,": a sentence heard in 0.35 s of speech, too short to hold one: the
+    # listener filling a short word it did not catch
     def rule(block):
         if block.index == 0:
             return Decision(actions=chunk(60), say="Moving.")
@@ -367,6 +373,21 @@ def test_a_stop_word_whose_transcript_may_be_one_halts(transcript):
     rig = Rig(rule, segments=[(1.6, 1.95)], stop_at=[2.01]).run(4.0)
     assert [c.reason for c in rig.log.of(ev.ActionChunkCancelled)] == ["stop_word:stop"]
     assert rig.log.of(ev.ActionRelease) == [] and rig.moving(2.15) == []
+
+
+@pytest.mark.parametrize("stop_at, handed_by", [([2.01], 2.5), ([], 3.5)])
+def test_a_stop_word_is_handed_to_the_listener_as_its_speech_ends(stop_at, handed_by):
+    """With the listening front end, an utterance waits for a 1 s pause (the parts of one
+    instruction are joined); a recognized stop word goes at once: its transcript judges the hold."""
+    from ellsa_ros.speech import make_front_end
+    arrived = []
+
+    def rule(block):
+        if block.utterances:
+            arrived.append(block.t_end)
+        return Decision()
+    Rig(rule, segments=[(1.6, 1.95)], stop_at=stop_at, front_end=make_front_end(), block_s=0.5).run(4.0)
+    assert len(arrived) == 1 and arrived[0] == pytest.approx(handed_by)
 
 
 def test_a_stop_word_with_no_transcript_halts_once_judged():

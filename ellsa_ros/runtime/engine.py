@@ -77,8 +77,13 @@ class EngineConfig:
 
 # Transcripts that release a stop-word hold when they are all the user said.
 BACKCHANNELS = frozenset({"okay", "ok", "yeah", "yes", "yep", "right", "sure", "alright", "all right", "got it",
-                          "i see", "uh huh", "uh-huh", "mm hmm", "mm-hmm", "mhm", "hmm", "mm", "thanks",
+                          "i see", "uh huh", "uh-huh", "uh uh", "mm hmm", "mm-hmm", "mhm", "hmm", "mm", "thanks",
                           "thank you", "good", "great", "fine", "cool", "nice"})
+
+
+# Three words take longer than this to say: a sentence heard in a word said alone in less is the
+# listener filling a short word it did not catch ("and press, press" for "pause").
+MIN_SENTENCE_S = 0.6
 
 
 @dataclass
@@ -89,6 +94,8 @@ class _Hold:
     t: float                       # when it was recognized
     block: int | None = None       # the block that carries its utterance to the policy
     ticks: int = 0                 # control ticks held so far
+    alone: bool = True             # nothing was voiced after the word in its stretch of speech
+    voiced_s: float = 0.0          # how long that stretch was voiced
     announced: bool = False        # ActionHalt sent
 
 
@@ -248,6 +255,8 @@ class DuplexEngine:
                 self._utterances.append(r.utterance)
                 if self._hold is not None and self._hold.block is None:
                     self._hold.block = self._block_index   # its transcript decides the hold
+                    self._hold.alone = r.stop_alone is not False
+                    self._hold.voiced_s = r.stop_voiced_s
             out, finished = self.speech.next_frame()
             if finished is not None:
                 self._said.append(finished)
@@ -387,14 +396,17 @@ class DuplexEngine:
             self._emit(ev.TaskDone(now))
 
     def _judge_hold(self, heard: str, now: float) -> None:
-        """The transcript of the utterance that held the arm: an utterance heard as a backchannel
-        ("okay", "uh-huh") or as a sentence of three words or more with no stop word in it
-        releases the hold, and the plan goes on where it stopped; anything else halts (a stop
-        word, no transcript, or a short transcript that may be a stop word misheard)."""
+        """The transcript of the utterance that held the arm. Heard as a backchannel ("okay",
+        "uh-huh") it releases the hold, and the plan goes on where it stopped; so does a sentence
+        of three words or more with no stop word in it. Anything else halts: a stop word, no
+        transcript, a word or two that may be one misheard ("hold", "hult"), or a sentence heard
+        in a word said alone too short to hold one (`MIN_SENTENCE_S`: the listener hears "and
+        press, press" in "pause")."""
         words = re.findall(r"[a-z']+", heard.lower())
-        other = " ".join(words) in BACKCHANNELS or len(words) >= 3
-        if not other or set(words) & set(self.reflex.config.stop_words):
-            self._confirm_stop(now)     # a stop word, or a word or two that may be one misheard ("hold", "hult")
+        stop = bool(set(words) & set(self.reflex.config.stop_words))
+        sentence = len(words) >= 3 and not (self._hold.alone and self._hold.voiced_s < MIN_SENTENCE_S)
+        if stop or not (" ".join(words) in BACKCHANNELS or sentence):
+            self._confirm_stop(now)
             return
         hold, self._hold = self._hold, None
         self.queue.delay(hold.ticks)

@@ -13,19 +13,24 @@ A short sound that ends before the backchannel length only ducks the voice.
 Stop words mean stop only as the word said, not as a sound inside other words ("wait" in
 "plate", "stop" in "stopper"): a spotted stop word is a candidate when it comes within
 `stop_window_s` of its stretch of speech's onset; it is recognized once the user has been
-quiet for `stop_gap_s` after it (a voice going on past it, "stop|per", "wait|er", drops it).
+quiet for `stop_gap_s` after it (a voice still going past the window, as in "put the stopper in
+the bottle", drops it).
 Then the arm holds at the next control tick and the voice pauses (`Reflexes.halt`); the engine
 halts for good, or releases the hold, once the utterance's transcript is in (see `engine`): the
 spotter alone cannot tell a short word said alone from a stop word ("right" heard as "stop").
-A candidate that a voice going on dropped never holds anything, so the sounds of an instruction
-("place it on the plate") leave its plan alone. Other words reach the model as text.
+The engine is told whether the word was said alone (`Reflexes.stop_alone`: nothing voiced after
+it, and not the end of a longer utterance as "plate" is of "place it on the... plate"): a word
+said alone is a stop unless its transcript is a backchannel; otherwise a sentence's transcript
+releases the hold and the plan goes on, so the sounds of an instruction never cancel it.
+Other words reach the model as text.
 
 Segmentation, with a listening front end (`hearing.FrontEnd`), follows the VAD but is not
 its copy: an utterance whose voiced part is shorter than the front end's `min_voiced_s` (a
 knock, a noise burst the VAD opened on) is dropped; a pause shorter than its `join_pause_s`
 ("put the bowl... on the plate") does not end the instruction, so the utterance is handed
-over only once the pause has outlasted it; the audio before the first voiced frame (less the
-preroll) and the pause waited for after the last are cut off, so an utterance starts where
+over only once the pause has outlasted it (a recognized stop word is handed over as its speech
+ends: its transcript judges the hold, and nothing is joined to "stop"); the audio before the
+first voiced frame (less the preroll) and the pause waited for after the last are cut off, so an utterance starts where
 speech starts, not where noise opened the VAD. The turn-taking and stop rules see the VAD's
 own start and end, unchanged.
 
@@ -42,8 +47,8 @@ import numpy as np
 from .hearing import VAD, FrontEnd, KeywordSpotter
 
 DEFAULT_STOP_WORDS = ("stop", "wait", "pause", "halt")
-# A stop word's own trailing sound after the spotter reported it; more voice than this after
-# the report is the rest of a longer word or phrase ("stop|per", "wait|er").
+# Voice after a recognized stop word that still leaves it said alone (a breath, its own echo);
+# more is the user talking on, and the transcript decides.
 STOP_TAIL_S = 0.25
 # The spotter reports a word at most this long after its last voiced sound (its search waits a
 # few frames for a better-scoring end); a report later than that matched the quiet after a
@@ -91,7 +96,7 @@ class ReflexConfig:
 @dataclass
 class _StopCandidate:
     word: str                      # what the spotter reported
-    tail_s: float = 0.0            # voiced audio since the report
+    joined: bool                   # its stretch of speech continues an utterance (a pause inside it)
 
 
 @dataclass
@@ -108,6 +113,10 @@ class Reflexes:
     cut: str | None = None                # reason, when the robot's voice must stop
     halt: str | None = None               # stop word, when the actions must hold (the engine judges it)
     keywords: list[str] = field(default_factory=list)   # words recognized on this frame
+    # with an utterance that carried a recognized stop word: True if nothing was voiced after the
+    # word (it was said alone), False if the user talked on in the same stretch of speech
+    stop_alone: bool | None = None
+    stop_voiced_s: float = 0.0            # ... and how long its stretch of speech was voiced
 
 
 class Reflex:
@@ -146,6 +155,11 @@ class Reflex:
         self._paused = False           # the voice is paused, waiting for this stretch of speech to end
         self._quiet_s = 0.0            # audio since the user was last still voiced
         self._stop: _StopCandidate | None = None
+        self._stop_said = False        # this utterance is a recognized stop word: hand it over at its end
+        self._after_stop_s = 0.0       # voiced audio after the recognized stop word, in its stretch
+        self._stop_voiced_s = 0.0      # its stretch's voiced length, onset to the word's end
+        self._stop_joined = False      # ... whose stretch continued an utterance
+        self._joined = False           # the current stretch of speech continues an utterance
         self._preroll: deque[np.ndarray] = deque()
         self._preroll_n = 0
         self._utterance: list[np.ndarray] = []
@@ -176,7 +190,8 @@ class Reflex:
             self._since_onset_s = dt
             self._peak_db = -np.inf
             out.speech_started = True
-            if self._pause_n is None or self._voiced_n < self._min_voiced_n:
+            self._joined = self._pause_n is not None and self._voiced_n >= self._min_voiced_n
+            if not self._joined:
                 # a new utterance (a burst too short to be speech before it is dropped)
                 if self._pause_n is not None:
                     self.dropped += 1
@@ -190,7 +205,7 @@ class Reflex:
             self._utterance_n += len(frame)
             self._pause_n += len(frame)
             if self._pause_n >= self._join_n - 1e-6:
-                out.utterance, out.utterance_lag_s = self._hand_over()
+                self._hand_over_to(out)
         still_voiced = False
         if self.speaking:
             self._speech_s += dt
@@ -210,6 +225,8 @@ class Reflex:
                 if robot_speaking and not self._paused:
                     out.pause, self._paused = True, True
                 self._cut, self._ducked = True, False
+            if self._stop_said and still_voiced:
+                self._after_stop_s += dt
             if self._paused and still_voiced and self._speech_s >= c.resume_window_s - 1e-9:
                 out.cut, self._paused = "barge_in", False     # no backchannel: an interruption
             too_long = self._utterance_n >= c.max_utterance_s * self.sample_rate
@@ -219,8 +236,8 @@ class Reflex:
                 self.last_speech_s = self._speech_s
                 self._pause_n = 0
                 self._spoken = len(self._utterance)
-                if too_long or self._join_n <= 0:
-                    out.utterance, out.utterance_lag_s = self._hand_over()
+                if too_long or self._join_n <= 0 or self._stop_said:
+                    self._hand_over_to(out)
                 if self._ducked:
                     out.unduck, self._ducked = True, False
         self._preroll.append(frame)
@@ -233,21 +250,21 @@ class Reflex:
             out.keywords = [w for w in heard if w not in c.stop_words]   # other words pass straight on
             spotted = next((w for w in heard if w in c.stop_words), None)
             if self._stop is None and spotted is not None and self._quiet_s <= STOP_LATE_S + 1e-9:
-                self._stop = _StopCandidate(spotted)
-        self._judge_stop(out, still_voiced, dt, robot_speaking)
+                self._stop = _StopCandidate(spotted, self._joined)
+        self._judge_stop(out, still_voiced, robot_speaking)
         if self._paused and not self.speaking and self._stop is None:
             out.resume, self._paused = True, False        # a backchannel: play on
         return out
 
-    def _judge_stop(self, out: Reflexes, still_voiced: bool, dt: float, robot_speaking: bool) -> None:
-        """A candidate stop word is dropped when the voice goes on past it, and recognized when
-        the user has been quiet `stop_gap_s` after it."""
+    def _judge_stop(self, out: Reflexes, still_voiced: bool, robot_speaking: bool) -> None:
+        """A candidate stop word is dropped when its stretch of speech is still voiced past
+        `stop_window_s` (it was part of a longer phrase: "put the stopper in the bottle"), and
+        recognized when the user has been quiet `stop_gap_s` after it."""
         stop, c = self._stop, self.config
         if stop is None:
             return
         if still_voiced:
-            stop.tail_s += dt
-            if stop.tail_s > STOP_TAIL_S + 1e-9:
+            if self._since_onset_s > c.stop_window_s + 1e-9:
                 self._stop = None                          # the rest of a longer word or phrase
             return
         if self._quiet_s < c.stop_gap_s - 1e-9:
@@ -256,12 +273,25 @@ class Reflex:
         word = stop.word
         out.keywords.append(word)
         out.halt = word
+        # Its transcript judges the hold: hand the word over as its stretch of speech ends, not
+        # after the pause that joins the parts of an instruction ("stop" is one on its own).
+        if self.speaking or self._pause_n is not None:    # its utterance is still being gathered
+            self._stop_said, self._after_stop_s, self._stop_joined = True, 0.0, stop.joined
+            self._stop_voiced_s = self._since_onset_s - self._quiet_s
+            if not self.speaking and out.utterance is None:
+                self._hand_over_to(out)
         if robot_speaking:
             out.pause = True       # held with the arm; the engine cuts or resumes it when the stop is judged
             out.unduck = False
             # a user who talks on past the resume window still takes the turn ("no no, the other bowl")
             self._paused = self._paused or self.speaking
         self._ducked = False
+
+    def _hand_over_to(self, out: Reflexes) -> None:
+        if self._stop_said:
+            out.stop_alone = not self._stop_joined and self._after_stop_s <= STOP_TAIL_S + 1e-9
+            out.stop_voiced_s = self._stop_voiced_s + self._after_stop_s
+        out.utterance, out.utterance_lag_s = self._hand_over()
 
     def _hand_over(self) -> tuple[np.ndarray | None, float]:
         """(The utterance from its first voiced frame, less the preroll, to the VAD's end of it,
@@ -272,6 +302,7 @@ class Reflex:
         enough = self._voiced_n >= self._min_voiced_n - 1e-6 and first is not None
         self._utterance, self._utterance_n, self._voiced_n, self._first_voiced = [], 0, 0, None
         self._pause_n = None
+        self._stop_said = False
         if self.front_end is None:
             return np.concatenate(frames).astype(np.float32), lag_s     # as the VAD cut it
         if not enough:

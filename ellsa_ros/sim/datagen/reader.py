@@ -24,8 +24,9 @@ turn-taking rules (`ellsa_ros.runtime.reflex`): speech still going a backchannel
 its onset pauses the voice; if it ends within the resume window the voice plays on, later by
 the pause; if it goes on past the window, the voice is cut there. A stop word said alone is
 recognized `stop_gap_s` of quiet after it (its block's `keywords`; the arm holds from then)
-and the voice, paused, is cut once the block that carries its transcript is decided. A stop
-word inside a longer phrase ("wait a second") is no reflex: the model hears it as words.
+and the voice, paused, is cut once the block that carries its transcript is decided; so is a
+short phrase that starts with one ("wait a second"), over within the stop window. A stop word
+in a longer phrase is no reflex: the model hears it as words.
 """
 from __future__ import annotations
 
@@ -156,13 +157,13 @@ def _decisions(ep: Episode, fmt: BlockFormat, times) -> list[Decision]:
 
 def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, float]]:
     """(when the reflex recognizes it, the word, its utterance's heard_t) for every utterance that
-    is a stop word said alone: the spotter reports it as it ends, within `stop_window_s` of the
-    onset, and it counts at the first microphone frame `stop_gap_s` of quiet later."""
+    starts with a stop word and is over within `stop_window_s` of its onset ("stop", "wait a
+    second"): it counts at the first microphone frame `stop_gap_s` of quiet after it."""
     frame_s = round(fmt.sample_rate * fmt.frame_ms / 1000.0) / fmt.sample_rate
     out = []
     for u in ep.utterances:
         words = re.findall(r"[a-z']+", u.text.lower())
-        if len(words) == 1 and words[0] in fmt.stop_words and u.t_end - u.t_start <= fmt.stop_window_s + EPS:
+        if words and words[0] in fmt.stop_words and u.t_end - u.t_start <= fmt.stop_window_s + EPS:
             out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, words[0], u.heard_t))
     return out
 
