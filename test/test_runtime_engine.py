@@ -362,6 +362,21 @@ def test_a_stop_word_heard_as_other_words_releases_the_hold_and_the_plan_goes_on
     assert moving[-1].t == pytest.approx(1.0 + 59 * 0.05 + (3.0 - halted))
 
 
+def test_a_user_who_talks_on_after_a_spotted_word_is_judged_by_the_sentence():
+    # "no | no, the other bowl please": the spotted word was short and alone in its stretch of
+    # speech, but more speech came before the transcript judged it: the sentence releases the hold.
+    def rule(block):
+        if block.index == 0:
+            return Decision(actions=chunk(60), say="Moving.")
+        return Decision(heard="no no, the other bowl please") if block.utterances else Decision()
+    rig = Rig(rule, segments=[(2.6, 2.95), (3.3, 3.65)], stop_at=[3.01], block_s=2.0).run(8.0)
+    assert rig.log.first(ev.ActionHalt) is not None
+    assert rig.log.of(ev.ActionChunkCancelled) == []
+    release = rig.log.first(ev.ActionRelease)       # judged with block 1 (2-4 s), both utterances in it
+    assert release is not None and release.t == pytest.approx(4.0)
+    assert len(rig.moving()) == 60
+
+
 @pytest.mark.parametrize("transcript", ["Stop.", "Hold.", "wait a second", "and press, press,"])
 def test_a_stop_word_whose_transcript_may_be_one_halts(transcript):
     # "and press, press,": a sentence heard in 0.35 s of speech, too short to hold one: the
@@ -388,6 +403,20 @@ def test_a_stop_word_is_handed_to_the_listener_as_its_speech_ends(stop_at, hande
         return Decision()
     Rig(rule, segments=[(1.6, 1.95)], stop_at=stop_at, front_end=make_front_end(), block_s=0.5).run(4.0)
     assert len(arrived) == 1 and arrived[0] == pytest.approx(handed_by)
+
+
+def test_a_burst_of_noise_the_spotter_matches_holds_nothing():
+    # 60 ms of sound before the user speaks (a knock, noise opening the VAD): the spotter's "stop"
+    # in it is no word, and the instruction that follows is not judged as its transcript.
+    from ellsa_ros.speech import make_front_end
+
+    def rule(block):
+        if block.index == 0:
+            return Decision(actions=chunk(60), say="Moving.")
+        return Decision(heard="no no, the other bowl please") if block.utterances else Decision()
+    rig = Rig(rule, segments=[(1.6, 1.66), (2.4, 3.2)], stop_at=[1.68], front_end=make_front_end()).run(6.0)
+    assert rig.log.of(ev.ActionHalt) == [] and rig.log.of(ev.ActionChunkCancelled) == []
+    assert len(rig.moving()) == 60
 
 
 def test_a_stop_word_with_no_transcript_halts_once_judged():

@@ -255,8 +255,10 @@ class DuplexEngine:
                 self._utterances.append(r.utterance)
                 if self._hold is not None and self._hold.block is None:
                     self._hold.block = self._block_index   # its transcript decides the hold
-                    self._hold.alone = r.stop_alone is not False
+                    self._hold.alone = bool(r.stop_alone)     # None: not the stop word's own utterance
                     self._hold.voiced_s = r.stop_voiced_s
+                elif self._hold is not None:
+                    self._hold.alone = False               # the user talked on before it was judged
             out, finished = self.speech.next_frame()
             if finished is not None:
                 self._said.append(finished)

@@ -50,6 +50,9 @@ DEFAULT_STOP_WORDS = ("stop", "wait", "pause", "halt")
 # Voice after a recognized stop word that still leaves it said alone (a breath, its own echo);
 # more is the user talking on, and the transcript decides.
 STOP_TAIL_S = 0.25
+# A stop word is at least this much voiced sound (a fast "Stop." about 0.15 s); less is a knock
+# or a burst of noise the spotter matched.
+STOP_MIN_VOICED_S = 0.1
 # The spotter reports a word at most this long after its last voiced sound (its search waits a
 # few frames for a better-scoring end); a report later than that matched the quiet after a
 # word, not the word.
@@ -270,6 +273,8 @@ class Reflex:
         if self._quiet_s < c.stop_gap_s - 1e-9:
             return
         self._stop = None
+        if self._voiced_n < min(self._min_voiced_n, STOP_MIN_VOICED_S * self.sample_rate) - 1e-6:
+            return                # a knock or a burst of noise the spotter matched, not a word
         word = stop.word
         out.keywords.append(word)
         out.halt = word
