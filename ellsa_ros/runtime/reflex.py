@@ -39,6 +39,7 @@ this file holds the rules and nothing else.
 """
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -94,6 +95,15 @@ class ReflexConfig:
         if not (0.0 < self.stop_gap_s <= 0.5):
             raise ValueError(f"stop_gap_s={self.stop_gap_s} must be in (0, 0.5] s")
         self.stop_words = tuple(w.strip().lower() for w in self.stop_words if w.strip())
+
+
+def stop_phrase(text: str, length_s: float, stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS,
+                window_s: float = 0.8) -> str | None:
+    """The stop word the reflex recognizes in an utterance known by its text and length (the data
+    engine's utterances): one that starts it, when it is over within the stop window ("stop",
+    "wait a second"); None for a stop word in a longer phrase, which is words for the model."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return words[0] if words and words[0] in stop_words and length_s <= window_s + 1e-9 else None
 
 
 @dataclass

@@ -31,7 +31,6 @@ in a longer phrase is no reflex: the model hears it as words.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 
 from ellsa_ros.runtime.blocks import Block, check_block_s
 from ellsa_ros.runtime.policy import Decision
-from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS, ReflexConfig
+from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS, ReflexConfig, stop_phrase
 from ellsa_ros.sim.datagen.episode import Episode
 from ellsa_ros.sim.datagen.hearing import read_heard
 from ellsa_ros.sim.datagen.storage import read_manifest, read_shard
@@ -162,9 +161,9 @@ def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, flo
     frame_s = round(fmt.sample_rate * fmt.frame_ms / 1000.0) / fmt.sample_rate
     out = []
     for u in ep.utterances:
-        words = re.findall(r"[a-z']+", u.text.lower())
-        if words and words[0] in fmt.stop_words and u.t_end - u.t_start <= fmt.stop_window_s + EPS:
-            out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, words[0], u.heard_t))
+        word = stop_phrase(u.text, u.t_end - u.t_start, fmt.stop_words, fmt.stop_window_s)
+        if word is not None:
+            out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, word, u.heard_t))
     return out
 
 

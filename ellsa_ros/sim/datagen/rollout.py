@@ -23,6 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ellsa_ros.runtime.reflex import ReflexConfig, stop_phrase
 from ellsa_ros.sim.datagen.episode import Episode, RobotTurn, Utterance
 from ellsa_ros.sim.datagen.patterns import During, InteractionPlan, PatternShares, plan_episode
 from ellsa_ros.sim.datagen.scene_talk import evidence_of
@@ -191,8 +192,12 @@ class _Episode:
         else:
             words = tuple(w for w in d.text.replace(",", " ").split() if w in ("stop", "wait", "pause", "halt"))
             u = self.say(d.text, "stop", words)
-            # the keyword is spotted as the word ends: the arm holds from then (a reflex, not the model)
-            self.talk.at(u.t_end, lambda: self._switch("acting", "paused"))
+            # The arm stops when the runtime's would: a short phrase that starts with a stop word
+            # holds it once the quiet after it is heard (the reflex); a longer one, when the model
+            # cancels on its transcript.
+            alone = stop_phrase(d.text, u.t_end - u.t_start, ReflexConfig.stop_words, ReflexConfig.stop_window_s)
+            held_at = u.t_end + ReflexConfig.stop_gap_s if alone else u.heard_t
+            self.talk.at(held_at, lambda: self._switch("acting", "paused"))
 
             def cancelled() -> None:
                 self.robot_turn(RobotTurn(u.heard_t, d.reply, "cancel"))
