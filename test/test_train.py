@@ -3,6 +3,8 @@ policy, and a stopped run resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -65,6 +67,38 @@ def test_a_stopped_run_resumes(dataset, tmp_path, capsys):
     train(config(dataset, tmp_path, 15))
     err = capsys.readouterr().err
     assert "resuming at step 10" in err and "step 15/15" in err and "step 10/15" not in err
+
+
+class StopAt:
+    """A log that stops the run, as Ctrl-C (or a job scheduler's SIGTERM) would, once it reads `line`."""
+
+    def __init__(self, line: str, how: str) -> None:
+        self.line, self.how, self.text = line, how, ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+        if self.line in text:
+            if self.how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise KeyboardInterrupt
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_run_stopped_between_checkpoints_saves_the_step_it_stopped_at(dataset, tmp_path, capsys, how):
+    cfg = config(dataset, tmp_path, 30)
+    cfg.save_every = 100
+    log = StopAt("step 10/30", how)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=log)
+    assert "stopped at step 10, saved" in log.text
+    assert torch.load(tmp_path / STATE_FILE, weights_only=False)["step"] == 10
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL       # the run's handler is gone
+    train(cfg)
+    assert "resuming at step 10" in capsys.readouterr().err
 
 
 def test_bad_settings_are_named(tmp_path):

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:   # bad settings or data: named, no traceback
         print(f"ellsa train: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:                       # Ctrl-C or SIGTERM: the step it stopped at is saved
+        return 130
     print(f"[train] checkpoint: {folder}  (use it with --policy {folder})")
     return 0
 

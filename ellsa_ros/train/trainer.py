@@ -1,14 +1,17 @@
 """The training loop: teacher-forced SA-MoE training on data-engine datasets, on CPU or GPU.
 
 Checkpoints every `save_every` steps (a model folder that `load_policy` reads, plus the
-optimizer state), and resumes from them, so a long run survives being stopped. With
+optimizer state), and resumes from them, so a long run survives being stopped; Ctrl-C or
+SIGTERM saves the step it stopped at before the run ends. With
 `eval_every`, checkpoints are also scored in closed loop and the best is kept (selection.py).
 """
 from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,40 +157,58 @@ def train(cfg: TrainConfig, log=None) -> Path:
     curve = Curve(out)
     history: list[dict] = []
     t_last = time.monotonic()
-    while step < cfg.steps:
-        picks = rng.choice(len(sequences), size=min(cfg.batch, len(sequences)), replace=False)
-        batch = collate(c, [sequences[i] for i in picks])
-        batch.images = augment(batch.images, views)
-        batch = type(batch)(**{k: (v.to(cfg.device) if torch.is_tensor(v) else
-                                   [x.to(cfg.device) for x in v] if isinstance(v, list) else v)
-                               for k, v in vars(batch).items()})
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            losses = net.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            ema.update_parameters(net)
-        step += 1
-        history.append({k: float(v.detach()) for k, v in losses.items()})
-        if step % 10 == 0 or step == cfg.steps:
-            mean = {k: np.mean([h[k] for h in history[-10:]]) for k in history[-1]}
-            rate = 10 / max(1e-6, time.monotonic() - t_last)
-            t_last = time.monotonic()
-            print(f"[train] step {step}/{cfg.steps} loss {mean['loss']:.4f} text {mean['text']:.4f} "
-                  f"action {mean['action']:.4f} lr {lr_at(cfg, step - 1):.2e} ({rate:.2f} steps/s)",
-                  file=log, flush=True)
-            curve.loss(step, mean["loss"])
-        evaluating = cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps)
-        if step % cfg.save_every == 0 or step == cfg.steps or evaluating:
+    saved = step
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, _interrupt)   # a job scheduler's stop, as Ctrl-C
+    try:
+        while step < cfg.steps:
+            picks = rng.choice(len(sequences), size=min(cfg.batch, len(sequences)), replace=False)
+            batch = collate(c, [sequences[i] for i in picks])
+            batch.images = augment(batch.images, views)
+            batch = type(batch)(**{k: (v.to(cfg.device) if torch.is_tensor(v) else
+                                       [x.to(cfg.device) for x in v] if isinstance(v, list) else v)
+                                   for k, v in vars(batch).items()})
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step)
+            with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                losses = net.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
+            step += 1
+            history.append({k: float(v.detach()) for k, v in losses.items()})
+            if step % 10 == 0 or step == cfg.steps:
+                mean = {k: np.mean([h[k] for h in history[-10:]]) for k in history[-1]}
+                rate = 10 / max(1e-6, time.monotonic() - t_last)
+                t_last = time.monotonic()
+                print(f"[train] step {step}/{cfg.steps} loss {mean['loss']:.4f} text {mean['text']:.4f} "
+                      f"action {mean['action']:.4f} lr {lr_at(cfg, step - 1):.2e} ({rate:.2f} steps/s)",
+                      file=log, flush=True)
+                curve.loss(step, mean["loss"])
+            evaluating = cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps)
+            if step % cfg.save_every == 0 or step == cfg.steps or evaluating:
+                save(net, opt, step, cfg, c, out, history, ema)
+                saved = step
+                if evaluating:
+                    select(cfg, net, step, out, curve, log)
+                curve.save()
+    except KeyboardInterrupt:
+        if step > saved:
             save(net, opt, step, cfg, c, out, history, ema)
-            if evaluating:
-                select(cfg, net, step, out, curve, log)
-            curve.save()
+        print(f"[train] stopped at step {step}, saved: the same command resumes it", file=log, flush=True)
+        raise
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     return out / MODEL_DIR
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def select(cfg: TrainConfig, net: EllsaNet, step: int, out: Path, curve: Curve, log) -> None:
