@@ -122,6 +122,7 @@ def measure(args: argparse.Namespace) -> dict:
     raw_vad = make_vad("silero")
     fired, fired_raw = [], []
     for end, frame in _frames(echo_at_mic, n):
+        vad.far_end = bool(np.any(robot[end - n:end]))      # as the reflexes tell it while the robot speaks
         fired.append(vad.is_speech(echo.clean(frame, robot[end - n:end])))
         fired_raw.append(raw_vad.is_speech(frame))
     result.update(vad_false_trigger_self_speech=round(float(np.mean(fired)), 4),
@@ -156,6 +157,7 @@ def measure(args: argparse.Namespace) -> dict:
         onset, hit = None, None
         for end, frame in _frames(mic, n):
             clean = echo.clean(frame, robot[end - n:end])
+            vad.far_end = bool(np.any(robot[end - n:end]))
             if vad.is_speech(clean) and onset is None and end > offset + u.start:
                 onset = 1000.0 * (end - offset - u.start) / rate
             if spotter.process(clean) and hit is None and offset + u.start < end <= offset + u.end + rate // 2:

@@ -50,6 +50,7 @@ class SileroVAD:
         self._active = False
         self._quiet_s = 0.0
         self.voiced = False
+        self.far_end = False
 
     def is_speech(self, frame: np.ndarray) -> bool:
         if len(frame) != 512:

@@ -20,9 +20,12 @@ class VAD(Protocol):
 
     `voiced` is the raw decision for the last frame alone (before hysteresis): the reflexes use
     it to tell a user who is still talking from the VAD's hangover after a short "mm-hmm".
+    `far_end` is set by the reflexes before each frame: whether the robot's voice is playing
+    (a VAD may trust less of what it hears then; the frame is already echo-filtered).
     """
 
     voiced: bool
+    far_end: bool
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Called on every audio frame, in order; True while the user is speaking."""
@@ -107,6 +110,7 @@ class EnergyVAD:
         self._quiet_s = 0.0
         self._active = False
         self.voiced = False
+        self.far_end = False     # no use here: loud is voiced, whoever speaks
 
     def is_speech(self, frame: np.ndarray) -> bool:
         c = self.config

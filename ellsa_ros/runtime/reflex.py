@@ -192,6 +192,7 @@ class Reflex:
         if self.front_end is not None:
             frame = self.front_end.process(frame)
         dt = len(frame) / self.sample_rate
+        self.vad.far_end = robot_speaking
         voiced = bool(self.vad.is_speech(frame))
         self._since_onset_s += dt
         heard = [] if self.keywords is None else [w.lower() for w in self.keywords.process(frame)]
