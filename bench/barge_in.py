@@ -45,16 +45,19 @@ ROBOT_SAYS = ("I am picking up the black bowl between the plate and the ramekin,
 
 
 class TalkAndAct:
-    """Speaks a long sentence and starts a long chunk on the first block."""
+    """Speaks a long sentence and starts a long chunk (`n` actions) on the first block."""
+
+    def __init__(self, say: str = ROBOT_SAYS, n: int = 200) -> None:
+        self.say, self.n = say, n
 
     def reset(self) -> None:
         pass
 
     def step(self, block) -> Decision:
         if block.index == 0:
-            a = np.zeros((200, 7), np.float32)
+            a = np.zeros((self.n, 7), np.float32)
             a[:, 0] = 0.05
-            return Decision(actions=a, say=ROBOT_SAYS)
+            return Decision(actions=a, say=self.say)
         return Decision()
 
 

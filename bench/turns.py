@@ -30,13 +30,14 @@ import time
 import numpy as np
 
 from bench import _speech_data as data
+from bench.barge_in import TalkAndAct
 from ellsa_ros.runtime import events as ev
 from ellsa_ros.runtime.actions import ActionLimits
 from ellsa_ros.runtime.clock import SteppedClock
 from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
 from ellsa_ros.runtime.listening import ListeningPolicy
 from ellsa_ros.runtime.loop import SteppedLoop
-from ellsa_ros.runtime.policy import Decision, SteppedWorker
+from ellsa_ros.runtime.policy import SteppedWorker
 
 RATE = data.RATE
 BACKCHANNELS = ("mm-hmm", "uh-huh", "okay", "yeah", "right", "sure", "got it", "I see")
@@ -52,20 +53,6 @@ NOISES = (None, 20.0, 10.0)      # SNR in dB over the clip's speech; None: room 
 ROBOT_SAYS = ("I am picking up the black bowl between the plate and the ramekin, and then I will place it "
               "on the plate next to the cookie box, and after that I will wait for your next instruction.")
 KINDS = {"backchannel": BACKCHANNELS, "interruption": INTERRUPTIONS, "command": COMMANDS, "stop": STOPS}
-
-
-class TalkAndAct:
-    """Says a long sentence and starts a long chunk on the first block."""
-
-    def reset(self) -> None:
-        pass
-
-    def step(self, block) -> Decision:
-        if block.index == 0:
-            a = np.zeros((400, 7), np.float32)
-            a[:, 0] = 0.05
-            return Decision(actions=a, say=ROBOT_SAYS)
-        return Decision()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +86,7 @@ class Trial:
                                          np.zeros(int(2.0 * RATE), np.float32)])
         self.mic_audio += (1e-3 * rng.standard_normal(len(self.mic_audio))).astype(np.float32)
         cfg = EngineConfig(block_s=0.5, cameras=(), max_age_s={"camera": 1.0, "state": 1.0, "audio": 1.0}, **turns)
-        policy = ListeningPolicy(TalkAndAct(), speech["asr"])
+        policy = ListeningPolicy(TalkAndAct(ROBOT_SAYS, n=400), speech["asr"])
         self.engine = DuplexEngine(SteppedWorker(policy), ActionLimits.ee_delta(7), speech["tts"], cfg,
                                    vad=speech["vad"], keywords=speech["keywords"], front_end=speech["front_end"])
         self.log = ev.EventLog()

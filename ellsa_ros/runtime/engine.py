@@ -11,7 +11,6 @@ change is announced on `events`. The engine knows no ROS, simulator, socket or m
 """
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from .actions import ActionChunk, ActionLimits, ActionQueue, Command, QueueConfi
 from .blocks import Block, check_block_s
 from .hearing import VAD, EchoFilter, EnergyVAD, FrontEnd, KeywordSpotter
 from .policy import Answer, Decision, SteppedWorker, ThreadedWorker
-from .reflex import DEFAULT_STOP_WORDS, Reflex, ReflexConfig
+from .reflex import DEFAULT_STOP_WORDS, Reflex, ReflexConfig, spoken_words
 from .speech_out import TTS, SpeechOutput
 from .streams import AudioRing, FrameSlot, InputError, StateSlot
 
@@ -404,7 +403,7 @@ class DuplexEngine:
         transcript, a word or two that may be one misheard ("hold", "hult"), or a sentence heard
         in a word said alone too short to hold one (`MIN_SENTENCE_S`: the listener hears "and
         press, press" in "pause")."""
-        words = re.findall(r"[a-z']+", heard.lower())
+        words = spoken_words(heard)
         stop = bool(set(words) & set(self.reflex.config.stop_words))
         sentence = len(words) >= 3 and not (self._hold.alone and self._hold.voiced_s < MIN_SENTENCE_S)
         if stop or not (" ".join(words) in BACKCHANNELS or sentence):

@@ -97,12 +97,17 @@ class ReflexConfig:
         self.stop_words = tuple(w.strip().lower() for w in self.stop_words if w.strip())
 
 
-def stop_phrase(text: str, length_s: float, stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS,
-                window_s: float = 0.8) -> str | None:
+def spoken_words(text: str) -> list[str]:
+    """A transcript or a scripted line as lower-case words, punctuation dropped."""
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def stop_phrase(text: str, length_s: float, stop_words: tuple[str, ...] = ReflexConfig.stop_words,
+                window_s: float = ReflexConfig.stop_window_s) -> str | None:
     """The stop word the reflex recognizes in an utterance known by its text and length (the data
     engine's utterances): one that starts it, when it is over within the stop window ("stop",
     "wait a second"); None for a stop word in a longer phrase, which is words for the model."""
-    words = re.findall(r"[a-z']+", text.lower())
+    words = spoken_words(text)
     return words[0] if words and words[0] in stop_words and length_s <= window_s + 1e-9 else None
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from ellsa_ros.runtime.blocks import Block, check_block_s
 from ellsa_ros.runtime.policy import Decision
 from ellsa_ros.runtime.reflex import DEFAULT_STOP_WORDS, ReflexConfig, stop_phrase
-from ellsa_ros.sim.datagen.episode import Episode
+from ellsa_ros.sim.datagen.episode import Episode, Utterance
 from ellsa_ros.sim.datagen.hearing import read_heard
 from ellsa_ros.sim.datagen.storage import read_manifest, read_shard
 from ellsa_ros.sim.frame_rate import frame_interval, serves_blocks
@@ -154,8 +154,8 @@ def _decisions(ep: Episode, fmt: BlockFormat, times) -> list[Decision]:
     return out
 
 
-def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, float]]:
-    """(when the reflex recognizes it, the word, its utterance's heard_t) for every utterance that
+def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, Utterance]]:
+    """(when the reflex recognizes it, the word, its utterance) for every utterance that
     starts with a stop word and is over within `stop_window_s` of its onset ("stop", "wait a
     second"): it counts at the first microphone frame `stop_gap_s` of quiet after it."""
     frame_s = round(fmt.sample_rate * fmt.frame_ms / 1000.0) / fmt.sample_rate
@@ -163,7 +163,7 @@ def stop_recognized(ep: Episode, fmt: BlockFormat) -> list[tuple[float, str, flo
     for u in ep.utterances:
         word = stop_phrase(u.text, u.t_end - u.t_start, fmt.stop_words, fmt.stop_window_s)
         if word is not None:
-            out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, word, u.heard_t))
+            out.append((math.ceil((u.t_end + fmt.stop_gap_s) / frame_s - 1e-6) * frame_s, word, u))
     return out
 
 
@@ -174,8 +174,9 @@ def _judged_at(heard_t: float, fmt: BlockFormat, times) -> float:
     return math.ceil((cut + fmt.latency_s) * fmt.control_hz - 1e-6) / fmt.control_hz
 
 
-def _robot_speech(ep: Episode, fmt: BlockFormat, times, decisions: list[Decision]) -> list[_Speech]:
-    stops = {heard_t: t for t, _, heard_t in stop_recognized(ep, fmt)}
+def _robot_speech(ep: Episode, fmt: BlockFormat, times, decisions: list[Decision],
+                  stops: list[tuple[float, str, Utterance]]) -> list[_Speech]:
+    recognized_at = {id(u): t for t, _, u in stops}
     speech, free_at, period = [], 0.0, 1.0 / fmt.control_hz
     for (_, _, cut), d in zip(times, decisions):
         if not d.say:
@@ -186,7 +187,7 @@ def _robot_speech(ep: Episode, fmt: BlockFormat, times, decisions: list[Decision
         for u in sorted(ep.utterances, key=lambda u: u.t_start):   # the user's speech over it, in order
             paused_at = u.t_start + fmt.backchannel_s
             long_enough = u.t_end - u.t_start >= fmt.backchannel_s - EPS
-            recognized = stops.get(u.heard_t)
+            recognized = recognized_at.get(id(u))
             if long_enough and s.start < paused_at < s.end:
                 if u.t_end >= u.t_start + fmt.resume_window_s - EPS:
                     s.cut_at = u.t_start + fmt.resume_window_s     # talked on past the window: an interruption
@@ -214,8 +215,8 @@ def episode_blocks(ep: Episode, fmt: BlockFormat) -> list[tuple[Block, Decision]
     check_frame_rate(ep.frame_hz, fmt, f"episode {ep.key}")
     times = block_times(ep.duration_s, fmt)
     decisions = _decisions(ep, fmt, times)
-    speech = _robot_speech(ep, fmt, times, decisions)
     stops = stop_recognized(ep, fmt)
+    speech = _robot_speech(ep, fmt, times, decisions, stops)
     mic = ep.mic.astype(np.float32) / 32768.0
     frame_n = int(round(fmt.sample_rate * fmt.frame_ms / 1000.0))
     frame_s = frame_n / fmt.sample_rate

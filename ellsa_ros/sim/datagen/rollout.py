@@ -195,7 +195,7 @@ class _Episode:
             # The arm stops when the runtime's would: a short phrase that starts with a stop word
             # holds it once the quiet after it is heard (the reflex); a longer one, when the model
             # cancels on its transcript.
-            alone = stop_phrase(d.text, u.t_end - u.t_start, ReflexConfig.stop_words, ReflexConfig.stop_window_s)
+            alone = stop_phrase(d.text, u.t_end - u.t_start)
             held_at = u.t_end + ReflexConfig.stop_gap_s if alone else u.heard_t
             self.talk.at(held_at, lambda: self._switch("acting", "paused"))
 
