@@ -100,7 +100,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(RecorderNode, "recorder", args)
+    return run_node(RecorderNode, "recorder", args, last_words=True)   # it drains its subscriptions at the end
 
 
 if __name__ == "__main__":
