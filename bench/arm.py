@@ -11,8 +11,10 @@ to the twist like Servo does and measures, after a warm-up:
 - over_cap / non_finite: twists above the policy's max_linear_speed / max_angular_speed, or
   with a non-finite value (target: 0 each).
 
-success_rate through the arm path beside the direct sim bridge's is not measured here: the
-embedded model succeeds on no episode yet (see README), so both would read 0.
+With `--episodes N`, it then runs N closed-loop episodes (init states 0..N-1 of the params
+file's task, the instruction spoken) through the arm path and the same N through the direct
+sim bridge (`--direct-config`, config/sim.yaml: the bridge executes action_chunk), one graph
+per episode, and reports `success_rate` and `success_rate_direct` with each episode's outcome.
 """
 from __future__ import annotations
 
@@ -35,6 +37,100 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time after the warm-up")
     parser.add_argument("--warmup-s", type=float, default=5.0, help="unmeasured time once twists arrive")
     parser.add_argument("--startup-timeout-s", type=float, default=300.0)
+    parser.add_argument("--episodes", type=int, default=0, help="closed-loop episodes (init states 0..N-1) "
+                        "through the arm path and through the direct sim bridge; 0: success is not measured")
+    parser.add_argument("--direct-config", default="sim.yaml", help="params file of the direct sim bridge graph")
+    parser.add_argument("--episode-max-steps", type=int, default=0,
+                        help="control steps per episode (0: the suite's limit; fewer only checks the benchmark)")
+    parser.add_argument("--episode-timeout-s", type=float, default=600.0,
+                        help="wall seconds an episode's graph may take, start-up included")
+
+
+# The section of each graph's params file that holds the simulated arm's episode settings.
+BRIDGE_SECTIONS = ("sim_arm", "sim_bridge")
+
+
+def episode_config(config: Path, init_state: int, max_steps: int, out_dir: Path) -> Path:
+    """A copy of the params file whose simulated arm starts from `init_state` (and stops after
+    `max_steps`, unless 0)."""
+    import yaml
+    doc = yaml.safe_load(config.read_text()) or {}
+    section = next((n for n in BRIDGE_SECTIONS if n in doc), None)
+    if section is None:
+        raise SystemExit(f"bench arm: {config} has no {' or '.join(BRIDGE_SECTIONS)} section to set init_state in")
+    params = doc[section].get("ros__parameters") or {}
+    params["init_state"] = int(init_state)
+    if max_steps:
+        params["max_steps"] = int(max_steps)
+    doc[section]["ros__parameters"] = params
+    path = out_dir / f"{config.stem}_init{init_state}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run_episode(config: Path, timeout_s: float) -> dict:
+    """One episode of the graph of `config`: its `episode_end` event (success, steps)."""
+    import json
+
+    import rclpy
+    from domain_coordinator import domain_id
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    from ellsa_ros.nodes import messages as m
+    ended: list[dict] = []
+
+    def on_event(msg: String) -> None:
+        event = json.loads(msg.data)
+        if event.get("kind") == "episode_end":
+            ended.append(event)
+
+    configure_dds()
+    with domain_id() as domain, tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        log_path = Path(tmp) / "bringup.log"
+        with open(log_path, "wb") as log:
+            bringup = subprocess.Popen([str(Path(sys.executable).parent / "ellsa"), "bringup", "--config", str(config)],
+                                       env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        node = rclpy.create_node("bench_arm_episode", context=context)
+        node.create_subscription(String, "sim/events", on_event, m.RELIABLE_QOS)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not ended:
+                if time.monotonic() > deadline or bringup.poll() is not None:
+                    raise RuntimeError(f"no episode_end from the graph of {config.name}: "
+                                       + log_path.read_text(errors="replace")[-2000:])
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+            bringup.send_signal(signal.SIGINT)
+            try:
+                bringup.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                bringup.kill()
+    return ended[0]
+
+
+def success_rates(config: Path, direct: Path, episodes: int, max_steps: int, timeout_s: float) -> dict:
+    outcomes: dict[str, list[bool]] = {"arm": [], "direct": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(episodes):
+            for path_name, cfg in (("arm", config), ("direct", direct)):
+                end = run_episode(episode_config(cfg, i, max_steps, Path(tmp)), timeout_s)
+                outcomes[path_name].append(bool(end.get("success")))
+                print(f"[bench arm] init state {i}, {path_name} path: "
+                      f"{'success' if end.get('success') else 'no success'} after {end.get('steps')} steps",
+                      file=sys.stderr, flush=True)
+    return {"success_rate": round(float(np.mean(outcomes["arm"])), 4),
+            "success_rate_direct": round(float(np.mean(outcomes["direct"])), 4),
+            "episodes": episodes, "direct_config": str(direct),
+            "success_by_init_state": {"arm": outcomes["arm"], "direct": outcomes["direct"]}}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -110,6 +206,7 @@ def measure(args: argparse.Namespace) -> dict:
         "over_cap": int((np.linalg.norm(values[:, :3], axis=1) > policy.max_linear_speed).sum()
                         + (np.linalg.norm(values[:, 3:], axis=1) > policy.max_angular_speed).sum()),
         "non_finite": int((~np.isfinite(values)).any(axis=1).sum()),
-        "success_rate": None,
-        "success_rate_note": "not measured: the embedded model succeeds on no episode yet",
+        **(success_rates(config, resolve_config(args.direct_config), args.episodes, args.episode_max_steps,
+                         args.episode_timeout_s)
+           if args.episodes > 0 else {"success_rate": None, "success_rate_direct": None, "episodes": 0}),
     }

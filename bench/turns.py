@@ -149,6 +149,7 @@ def measure(args: argparse.Namespace) -> dict:
     by_voice: dict[str, dict[str, int]] = {}
     for kind, i, text, v in plan:
         u = clips[(text, v)]
+        measured = {k: len(xs) for k, xs in stats.items()}
         snr = NOISES[i % len(NOISES)]
         clip = data.add_noise(u, snr, rng)
         lead = 1.3 + 0.31 * (i % 5)            # onsets spread over the robot's sentence
@@ -193,8 +194,11 @@ def measure(args: argparse.Namespace) -> dict:
             if halt is not None and cancelled:
                 stats["halt"].append(1000.0 * (halt.t - end))
         counts[kind] += 1
-        _log(f"{kind} {i + 1}/{args.trials} {name}: {text!r} cut={cut is not None} pause={pause is not None} "
-             f"halt={halt is not None} cancelled={cancelled} released={[e.heard for e in released]} "
+        ms = {"stop": "halt", "backchannel": "resume", "interruption": "yield"}.get(kind)
+        took = f" {ms}_ms={stats[ms][-1]:.0f}" if ms and len(stats[ms]) > measured[ms] else ""
+        _log(f"{kind} {i + 1}/{args.trials} {name}: {text!r}{took} cut={cut is not None} pause={pause is not None} "
+             f"halt={halt.reason if halt is not None else None} cancelled={cancelled} "
+             f"released={[e.heard for e in released]} "
              f"heard={[e.text for e in events if isinstance(e, ev.UserTranscript)]}")
 
     def rate(xs: list[bool]) -> float | None:

@@ -36,8 +36,8 @@ CASES = {
     "turns": (["--trials", "1"], {"backchannel_takeover_rate", "interruption_takeover_rate", "yield_ms_p50",
                                   "yield_ms_p95", "resume_ms_p95", "false_halts", "stop_misses", "halt_ms_p95",
                                   "backchannel_false_cuts", "hold_ms_max"}),
-    "arm": (["--seconds", "2", "--warmup-s", "1"], {"command_hz", "command_latency_ms_p99", "over_cap",
-                                                    "non_finite"}),
+    "arm": (["--seconds", "2", "--warmup-s", "1", "--episodes", "1", "--episode-max-steps", "10"],
+            {"command_hz", "command_latency_ms_p99", "over_cap", "non_finite", "success_rate", "success_rate_direct"}),
 }
 
 

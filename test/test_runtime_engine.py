@@ -19,6 +19,7 @@ from ellsa_ros.runtime.engine import DuplexEngine, EngineConfig
 from ellsa_ros.runtime.listening import ListeningPolicy
 from ellsa_ros.runtime.loop import SteppedLoop
 from ellsa_ros.runtime.policy import Decision, SteppedWorker
+from ellsa_ros.runtime.reflex import RESUME_QUIET_S
 
 IMG = np.zeros((16, 16, 3), np.uint8)
 
@@ -162,6 +163,26 @@ def test_a_continued_utterance_turns_the_pause_into_a_cut():
     # The model sees the interruption in its next block (3.0-3.5), not in the one it paused in.
     blocks = {b.index: b for b in rig.policy.blocks}
     assert not blocks[2].interrupted and blocks[3].interrupted
+
+
+def test_a_backchannel_resumes_once_the_user_is_quiet_not_at_the_vads_end_of_speech():
+    rig = Rig(first_instruction(say=LONG_SAY), segments=[(2.0, 2.4)], tts=WordTTS()).run(4.0)
+    resume, end = rig.log.first(ev.RobotSpeechResume), rig.log.first(ev.UserSpeechEnd)
+    assert resume is not None and end is not None
+    assert resume.t == pytest.approx(2.4 + RESUME_QUIET_S, abs=0.021)      # quiet 0.2 s after the last sound
+    assert resume.t < end.t                                                # the VAD's hangover is not waited for
+    assert rig.log.of(ev.RobotSpeechCut) == []
+
+
+def test_talking_on_after_a_resume_pauses_again_and_past_the_window_cuts():
+    # "mm-hmm ... no, the other one": a 0.22 s gap, inside one stretch of the VAD's speech
+    rig = Rig(first_instruction(say=LONG_SAY), segments=[(2.0, 2.35), (2.57, 3.4)], tts=WordTTS()).run(4.0)
+    turn = [(type(e).__name__, e.t) for e in rig.log.of(ev.RobotSpeechPause, ev.RobotSpeechResume, ev.RobotSpeechCut)]
+    assert [name for name, _ in turn] == ["RobotSpeechPause", "RobotSpeechResume", "RobotSpeechPause",
+                                          "RobotSpeechCut"]
+    assert turn[1][1] == pytest.approx(2.35 + RESUME_QUIET_S, abs=0.021) and 2.57 < turn[2][1] <= 2.65
+    assert turn[3][1] == pytest.approx(rig.log.first(ev.RobotSpeechDuck).t + 1.0 - 0.02, abs=1e-6)   # the window
+    assert rig.voice_on(turn[2][1] + 0.02) == []
 
 
 def test_stop_word_alone_halts_actions_at_the_tick_after_it_is_recognized():
@@ -340,6 +361,7 @@ def test_a_policy_failing_in_a_row_is_announced_once_and_the_arm_holds():
 
 @pytest.mark.parametrize("transcript, speech_end, recognized, halted", [
     ("Okay.", 1.95, 2.12, 2.15),                  # a word said alone, heard as a backchannel
+    ("Mm-hmm, mm-hmm.", 1.95, 2.12, 2.15),        # ... heard twice
     ("put it on the plate", 2.3, 2.46, 2.5)])     # 0.7 s of speech: long enough for a sentence
 def test_a_stop_word_heard_as_other_words_releases_the_hold_and_the_plan_goes_on(transcript, speech_end, recognized,
                                                                                   halted):
@@ -388,6 +410,27 @@ def test_a_stop_word_whose_transcript_may_be_one_halts(transcript):
     rig = Rig(rule, segments=[(1.6, 1.95)], stop_at=[2.01]).run(4.0)
     assert [c.reason for c in rig.log.of(ev.ActionChunkCancelled)] == ["stop_word:stop"]
     assert rig.log.of(ev.ActionRelease) == [] and rig.moving(2.15) == []
+
+
+@pytest.mark.parametrize("transcript, halted", [("Halt!", "halt"), ("Stop. Stop!", "stop"), ("wait, stop", "wait"),
+                                                 ("Halt the music.", None), ("stopper", None)])
+def test_a_stop_word_the_spotter_missed_halts_on_its_transcript(transcript, halted):
+    # No keyword spotter heard it: the transcript of a stop word said alone halts the arm once it is
+    # in (block 2, 2.0-2.5: answered at 2.5), and the decision made with it moves nothing.
+    def rule(block):
+        if block.index == 0:
+            return Decision(actions=chunk(60), say="Moving.")
+        return Decision(heard=transcript, actions=chunk(10)) if block.utterances else Decision()
+    rig = Rig(rule, segments=[(1.6, 1.9)], block_s=0.5).run(5.0)
+    cancelled = rig.log.of(ev.ActionChunkCancelled)
+    if halted is None:
+        assert cancelled == [] and rig.log.of(ev.ActionHalt) == []
+        return
+    halt = rig.log.first(ev.ActionHalt)
+    assert halt is not None and halt.reason == f"stop_word:{halted}" and halt.t == pytest.approx(2.5)
+    assert [c.reason for c in cancelled] == [f"stop_word:{halted}"]
+    assert rig.moving(2.5) == [] and rig.log.of(ev.ActionChunkStart)[1:] == []
+    assert any(b.interrupted for b in rig.policy.blocks if b.t_start >= 2.5)
 
 
 @pytest.mark.parametrize("stop_at, handed_by", [([2.01], 2.5), ([], 3.5)])

@@ -77,7 +77,19 @@ class EngineConfig:
 # Transcripts that release a stop-word hold when they are all the user said.
 BACKCHANNELS = frozenset({"okay", "ok", "yeah", "yes", "yep", "right", "sure", "alright", "all right", "got it",
                           "i see", "uh huh", "uh-huh", "uh uh", "mm hmm", "mm-hmm", "mhm", "hmm", "mm", "thanks",
-                          "thank you", "good", "great", "fine", "cool", "nice"})
+                          "thank you", "good", "great", "fine", "cool", "nice", "uh", "ah", "aha"})
+
+
+def is_backchannel(words: list[str]) -> bool:
+    """The words are backchannels and nothing else, one or several ("mm-hmm, mm-hmm", "okay,
+    good"): Whisper often hears a drawn-out "mm-hmm" twice."""
+    i = 0
+    while i < len(words):
+        step = next((n for n in (2, 1) if " ".join(words[i:i + n]) in BACKCHANNELS), 0)
+        if not step:
+            return False
+        i += step
+    return bool(words)
 
 
 # Three words take longer than this to say: a sentence heard in a word said alone in less is the
@@ -376,6 +388,8 @@ class DuplexEngine:
         if hold is not None and hold.block is not None and block.index >= hold.block:
             self._judge_hold(d.heard, now)
             hold = self._hold
+        elif hold is None and self._halt_t < block.t_start and self._stop_alone_in(d.heard):
+            self._halt_on_transcript(d, block, now)
         if block.t_end <= max(self._halt_t, -np.inf if hold is None else hold.t):
             return   # decided before the user said stop: its actions and words are void
         if hold is not None:
@@ -406,7 +420,7 @@ class DuplexEngine:
         words = spoken_words(heard)
         stop = bool(set(words) & set(self.reflex.config.stop_words))
         sentence = len(words) >= 3 and not (self._hold.alone and self._hold.voiced_s < MIN_SENTENCE_S)
-        if stop or not (" ".join(words) in BACKCHANNELS or sentence):
+        if stop or not (is_backchannel(words) or sentence):
             self._confirm_stop(now)
             return
         hold, self._hold = self._hold, None
@@ -415,6 +429,23 @@ class DuplexEngine:
             self._emit(ev.RobotSpeechResume(now, replayed_s=round(self.speech.replayed_s, 4)))
         self._emit(ev.ActionRelease(now, reason=f"stop_word:{hold.word}", held_s=round(now - hold.t, 4),
                                     heard=heard))
+
+    def _stop_alone_in(self, heard: str) -> bool:
+        words = spoken_words(heard)
+        return bool(words) and set(words) <= set(self.reflex.config.stop_words)
+
+    def _halt_on_transcript(self, d: Decision, block: Block, now: float) -> None:
+        """A stop word said alone that the spotter missed (a fast "Halt!", a word in noise):
+        its transcript halts the arm, later than the reflex would have. The decision made with
+        it keeps its words but not its motion, as a decision made under a hold."""
+        self._halt_t = block.t_start
+        self._interrupted = True
+        if self.speech.cut():
+            self._emit(ev.RobotSpeechCut(now, reason="stop_word"))
+        word = spoken_words(d.heard)[0]
+        self._cancel_actions(now, f"stop_word:{word}")
+        self._emit(ev.ActionHalt(now, reason=f"stop_word:{word}"))
+        d.actions = None
 
     def _confirm_stop(self, now: float) -> None:
         hold, self._hold = self._hold, None

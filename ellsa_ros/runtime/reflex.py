@@ -5,7 +5,8 @@ Turn-taking, while the robot speaks:
 - the user is still speaking a backchannel length (`backchannel_s`) after onset -> the voice
   pauses, keeping its place (the engine goes back to the start of the word being said);
 - the user's speech ends within the resume window (`resume_window_s` after onset) and was no
-  stop word -> a backchannel ("mm-hmm", "okay"): the voice resumes where it paused;
+  stop word -> a backchannel ("mm-hmm", "okay"): the voice resumes where it paused, once the
+  user has been quiet `RESUME_QUIET_S`;
 - the user is still speaking at the end of the resume window -> an interruption: the pause
   becomes a cut, and the model sees it in its next block.
 A short sound that ends before the backchannel length only ducks the voice.
@@ -58,6 +59,11 @@ STOP_MIN_VOICED_S = 0.1
 # few frames for a better-scoring end); a report later than that matched the quiet after a
 # word, not the word.
 STOP_LATE_S = 0.2
+# A paused voice resumes once the user has been quiet this long (the VAD's own end of speech
+# comes ~0.3 s later, after its hangover); by then the spotter has reported any stop word in
+# what was said (`STOP_LATE_S`). Talking on pauses the voice again, and past the resume window
+# cuts it.
+RESUME_QUIET_S = 0.2
 
 
 @dataclass
@@ -271,8 +277,10 @@ class Reflex:
             if self._stop is None and spotted is not None and self._quiet_s <= STOP_LATE_S + 1e-9:
                 self._stop = _StopCandidate(spotted, self._joined)
         self._judge_stop(out, still_voiced, robot_speaking)
-        if self._paused and not self.speaking and self._stop is None:
+        if self._paused and self._stop is None and out.halt is None and not self._stop_said \
+                and (not self.speaking or self._quiet_s >= RESUME_QUIET_S - 1e-9):
             out.resume, self._paused = True, False        # a backchannel: play on
+            self._cut = False                             # talking on pauses it again
         return out
 
     def _judge_stop(self, out: Reflexes, still_voiced: bool, robot_speaking: bool) -> None:
