@@ -25,10 +25,10 @@ FRAME_S = 0.032
 class Rig:
     """The bridge over the shared simulator, with a fresh engine (and ReachPolicy) per episode."""
 
-    def __init__(self, replies, target=None, record_frames=False, camera_hz=None, **engine):
+    def __init__(self, replies, target=None, record_frames=False, camera_hz=None, keywords=None, **engine):
         self.env = shared_env()
         self.policy = ReachPolicy(target=target, replies=replies, latency_s=LATENCY_S)
-        self.tts, self.vad = make_tts(), make_vad()
+        self.tts, self.vad, self.keywords = make_tts(), make_vad(), keywords
         self.engines: list[DuplexEngine] = []
         self.engine_config = dict(frame_ms=1000 * FRAME_S, image_size=(64, 64), state_dim=18, **engine)
         self.bridge = SimBridge(self.env, self.make_engine, self.tts,
@@ -36,7 +36,7 @@ class Rig:
 
     def make_engine(self) -> DuplexEngine:
         engine = DuplexEngine(SteppedWorker(self.policy), ActionLimits.ee_delta(7), self.tts,
-                              EngineConfig(**self.engine_config), vad=self.vad)
+                              EngineConfig(**self.engine_config), vad=self.vad, keywords=self.keywords)
         self.log = ev.EventLog()
         engine.events.subscribe(self.log)
         self.engines.append(engine)
@@ -48,7 +48,8 @@ def stop_episode():
     env = shared_env()
     _, info = env.reset(options={"init_state": 0})
     target = info["objects"]["akita_black_bowl_1"] + np.array([0.0, 0.0, 0.12])
-    rig = Rig(("act", "cancel"), target=target, record_frames=True)
+    from ellsa_ros.speech import make_keyword_spotter
+    rig = Rig(("act", "cancel"), target=target, record_frames=True, keywords=make_keyword_spotter())
     # Timed for voices of any speed: the instruction ends well before 2 s, "stop" before 4 s.
     scenario = Scenario("spoken_then_stop", (UserEvent(0.2, "say", "pick up the bowl"),
                                              UserEvent(3.0, "stop", "stop")),
@@ -118,9 +119,17 @@ def test_spoken_instruction_is_heard_then_acted_on_at_the_block_end(stop_episode
 
 
 def test_spoken_stop_halts_the_arm(stop_episode):
+    # The real keyword spotter halts it, within the README's 250 ms of the word's end and one
+    # control tick, long before the policy (which cancels on the transcript) could.
     rig, result, _ = stop_episode
     halt = rig.log.first(ev.ActionHalt)
-    assert halt is not None and halt.t >= 3.0
+    said = result.script[1]
+    assert said["kind"] == "stop" and said["t_start"] == 3.0
+    clip = synthesize(rig.tts, "stop")                  # the same voice: where the word itself ends
+    loud = np.nonzero(np.abs(clip) > 0.02 * np.max(np.abs(clip)))[0]
+    word_end = 3.0 + (loud[-1] + 1) / 16000
+    assert halt is not None and halt.reason.startswith("stop_word:")
+    assert word_end < halt.t <= word_end + 0.25 + 0.05
     assert result.metrics["halted"] is True
     assert result.metrics["halt_latency_s"] == pytest.approx(halt.t - 3.0)
     assert not any(moving for t, moving in result.motion if t >= halt.t)
