@@ -79,3 +79,25 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
             peer.destroy_node()
         finally:
             rclpy.try_shutdown(context=context)
+
+
+def test_the_step_budget_starts_once_the_instruction_has_been_said(tmp_path):
+    # As in `ellsa sim`: a 4 s spoken instruction must not take 4 s from the suite's 220 steps.
+    wav = tmp_path / "long.wav"
+    said = "pick up the black bowl between the plate and the ramekin and place it on the plate"
+    spoken = subprocess.run(["espeak-ng", "-s", "120", "--stdout", said], check=True, capture_output=True)
+    wav.write_bytes(spoken.stdout)
+    (tmp_path / "s.yaml").write_text("events:\n  - {at: 1.0, say: pick up the bowl, wav: long.wav}\n")
+    with domain_id() as domain:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        try:
+            env = shared_env()
+            node = SimBridgeNode(env=env, context=context, parameter_overrides=[
+                Parameter("scenario", value=str(tmp_path / "s.yaml")), Parameter("image_size", value=64)])
+            said_end = node.mic.utterances[0].t_end
+            assert said_end > 4.0
+            assert node.max_steps == int(np.ceil(said_end / 0.05 - 1e-9)) + env.max_steps
+            node.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=context)

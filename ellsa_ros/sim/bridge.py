@@ -145,6 +145,20 @@ class EpisodeResult:
         return d
 
 
+def episode_steps(scenario: Scenario, user_ends_s: list[float], suite_steps: int, period_s: float) -> int:
+    """Control steps an episode runs: the scenario's `duration_s`, or `listen_s` past the user's
+    last line; otherwise the suite's step limit from the end of the first line (the
+    instruction), so that a long spoken instruction does not eat into the time the policy is
+    given to do the task. `ellsa sim`, `ellsa eval` and the ROS bridge node count the same way."""
+    if scenario.listen_s is not None:
+        end_s = max(scenario.duration_s or 0.0, max(user_ends_s, default=0.0) + scenario.listen_s)
+    elif scenario.duration_s is not None:
+        end_s = scenario.duration_s
+    else:
+        end_s = min(user_ends_s, default=0.0) + suite_steps * period_s
+    return max(1, math.ceil(end_s / period_s - 1e-9))
+
+
 def command_to_action(cmd: Command) -> np.ndarray:
     """The environment action for one tick's command: (7,) float64 in [-1, 1]."""
     if cmd.action is None:
@@ -247,16 +261,7 @@ class _EpisodeRun:
             self.mic.place(e.at_s, audio, e.kind, e.text)
         self.user = sorted(self.mic.utterances + self.typed, key=lambda u: u.t_start)
         self.script_end_s = max([scenario.last_event_s] + [u.t_end for u in self.user])
-        if scenario.listen_s is not None:
-            end_s = max(scenario.duration_s or 0.0, max([u.t_end for u in self.user], default=0.0) + scenario.listen_s)
-        elif scenario.duration_s is not None:
-            end_s = scenario.duration_s
-        else:
-            # The step budget starts once the instruction has been said: a long spoken instruction
-            # must not eat into the time the policy is given to do the task.
-            heard_s = min([u.t_end for u in self.user], default=0.0)
-            end_s = heard_s + env.max_steps * self.period_s
-        self.n_steps = max(1, math.ceil(end_s / self.period_s - 1e-9))
+        self.n_steps = episode_steps(scenario, [u.t_end for u in self.user], env.max_steps, self.period_s)
         self.obs = obs
         self.cameras = tuple(c for c in CAMERAS if c in self.engine.images) if env.config.cameras else ()
         self.pending_typed = list(self.typed)

@@ -45,8 +45,9 @@ from ellsa_ros.nodes.messages import RELIABLE_QOS, SENSOR_QOS, audio_msg, chunk_
 from ellsa_ros.nodes.params import NodeParams, ParamError, declare, param
 from ellsa_ros.nodes.process import run_node
 from ellsa_ros.runtime.streams import InputError
-from ellsa_ros.sim.bridge import CAMERAS, GRIPPER_OPEN
+from ellsa_ros.sim.bridge import CAMERAS, GRIPPER_OPEN, episode_steps
 from ellsa_ros.sim.microphone import ScriptedMicrophone, read_wav, synthesize
+from ellsa_ros.sim.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class SimBridgeParams(NodeParams):
     sample_rate: int = param(16000, "microphone samples per second", low=8000, high=48000)
     frame_ms: float = param(20.0, "microphone frame length in milliseconds", low=20.0, high=32.0)
     control_hz: float = param(20.0, "simulator steps per second (LIBERO runs at 20 Hz)", low=1.0, high=100.0)
-    max_steps: int = param(0, "steps before the episode ends; 0 takes the suite's limit", low=0)
+    max_steps: int = param(0, "steps before the episode ends; 0: the scenario's length, or the suite's limit "
+                                 "counted from the end of the spoken instruction (as ellsa sim)", low=0)
     wait_for_policy: bool = param(True, "start the episode only once a node listens on audio and publishes "
                                   "the arm's commands; false starts it at once")
     arm_interface: str = param("chunk", "'chunk': action_chunk in, the 18-d state as joint_states out; "
@@ -96,9 +98,10 @@ class SimBridgeNode(Node):
         self.env = env if env is not None else _build_env(p)
         self.obs, info = self.env.reset(options={"task": p.task, "init_state": p.init_state})
         self.frame_samples = int(round(p.sample_rate * p.frame_ms / 1000.0))
-        self.mic, self.typed = _microphone(p, info["task"])
+        self.mic, self.typed, scenario = _microphone(p, info["task"])
         self.period_s = 1.0 / p.control_hz
-        self.max_steps = p.max_steps or self.env.max_steps
+        user_ends = [u.t_end for u in self.mic.utterances] + [t for t, _ in self.typed]
+        self.max_steps = p.max_steps or episode_steps(scenario, user_ends, self.env.max_steps, self.period_s)
         self.steps, self.frames_sent, self.chunks, self.refused = 0, 0, 0, 0
         self.actions: deque[np.ndarray] = deque()
         self.gripper = GRIPPER_OPEN
@@ -217,8 +220,9 @@ def _build_env(p: SimBridgeParams):
         raise ParamError("task" if "task id" in str(e) else "suite", str(e)) from None
 
 
-def _microphone(p: SimBridgeParams, instruction: str) -> tuple[ScriptedMicrophone, list[tuple[float, str]]]:
-    """The microphone with the scenario's spoken lines placed, and the typed lines (time, text)."""
+def _microphone(p: SimBridgeParams, instruction: str) -> tuple[ScriptedMicrophone, list[tuple[float, str]], Scenario]:
+    """The microphone with the scenario's spoken lines placed, the typed lines (time, text), and
+    the scenario."""
     from ellsa_ros.sim.scenario import ScenarioError, instruction_scenario, load_scenario
     try:
         scenario = load_scenario(p.scenario) if p.scenario else instruction_scenario(at_s=p.instruction_at_s)
@@ -242,7 +246,7 @@ def _microphone(p: SimBridgeParams, instruction: str) -> tuple[ScriptedMicrophon
                 tts = make_tts(name=p.voice)
             audio = synthesize(tts, e.text, p.sample_rate)
         mic.place(e.at_s, audio, e.kind, e.text)
-    return mic, typed
+    return mic, typed, scenario
 
 
 def main(args: list[str] | None = None) -> int:
