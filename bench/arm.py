@@ -11,8 +11,8 @@ to the twist like Servo does and measures, after a warm-up:
 - over_cap / non_finite: twists above the policy's max_linear_speed / max_angular_speed, or
   with a non-finite value (target: 0 each).
 
-With `--episodes N`, it then runs N closed-loop episodes (init states 0..N-1 of the params
-file's task, the instruction spoken) through the arm path and the same N through the direct
+With `--episodes N`, it then runs N closed-loop episodes (init states K..K+N-1 of the params
+file's task, `--first-init-state K`, the instruction spoken) through the arm path and the same N through the direct
 sim bridge (`--direct-config`, config/sim.yaml: the bridge executes action_chunk), one graph
 per episode, and reports `success_rate` and `success_rate_direct` with each episode's outcome.
 """
@@ -37,8 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time after the warm-up")
     parser.add_argument("--warmup-s", type=float, default=5.0, help="unmeasured time once twists arrive")
     parser.add_argument("--startup-timeout-s", type=float, default=300.0)
-    parser.add_argument("--episodes", type=int, default=0, help="closed-loop episodes (init states 0..N-1) "
+    parser.add_argument("--episodes", type=int, default=0, help="closed-loop episodes (init states K..K+N-1) "
                         "through the arm path and through the direct sim bridge; 0: success is not measured")
+    parser.add_argument("--first-init-state", type=int, default=0, help="K, the first init state of the episodes")
     parser.add_argument("--direct-config", default="sim.yaml", help="params file of the direct sim bridge graph")
     parser.add_argument("--episode-max-steps", type=int, default=0,
                         help="control steps per episode (0: the suite's limit; fewer only checks the benchmark)")
@@ -117,10 +118,10 @@ def run_episode(config: Path, timeout_s: float) -> dict:
     return ended[0]
 
 
-def success_rates(config: Path, direct: Path, episodes: int, max_steps: int, timeout_s: float) -> dict:
+def success_rates(config: Path, direct: Path, init_states: range, max_steps: int, timeout_s: float) -> dict:
     outcomes: dict[str, list[bool]] = {"arm": [], "direct": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(episodes):
+        for i in init_states:
             for path_name, cfg in (("arm", config), ("direct", direct)):
                 end = run_episode(episode_config(cfg, i, max_steps, Path(tmp)), timeout_s)
                 outcomes[path_name].append(bool(end.get("success")))
@@ -129,7 +130,8 @@ def success_rates(config: Path, direct: Path, episodes: int, max_steps: int, tim
                       file=sys.stderr, flush=True)
     return {"success_rate": round(float(np.mean(outcomes["arm"])), 4),
             "success_rate_direct": round(float(np.mean(outcomes["direct"])), 4),
-            "episodes": episodes, "direct_config": str(direct),
+            "episodes": len(init_states), "init_states": [init_states.start, init_states.stop - 1],
+            "direct_config": str(direct),
             "success_by_init_state": {"arm": outcomes["arm"], "direct": outcomes["direct"]}}
 
 
@@ -206,7 +208,8 @@ def measure(args: argparse.Namespace) -> dict:
         "over_cap": int((np.linalg.norm(values[:, :3], axis=1) > policy.max_linear_speed).sum()
                         + (np.linalg.norm(values[:, 3:], axis=1) > policy.max_angular_speed).sum()),
         "non_finite": int((~np.isfinite(values)).any(axis=1).sum()),
-        **(success_rates(config, resolve_config(args.direct_config), args.episodes, args.episode_max_steps,
+        **(success_rates(config, resolve_config(args.direct_config),
+                         range(args.first_init_state, args.first_init_state + args.episodes), args.episode_max_steps,
                          args.episode_timeout_s)
            if args.episodes > 0 else {"success_rate": None, "success_rate_direct": None, "episodes": 0}),
     }
