@@ -69,13 +69,67 @@ def episode_config(config: Path, init_state: int, max_steps: int, out_dir: Path)
     return path
 
 
+class Graph:
+    """`ellsa bringup --config CONFIG` in its own ROS domain, and a node of this process in the
+    same domain to watch it; stopped with Ctrl-C (SIGINT) on leaving."""
+
+    def __init__(self, config: Path, node_name: str) -> None:
+        self.config, self.node_name = config, node_name
+
+    def __enter__(self) -> Graph:
+        import rclpy
+        from domain_coordinator import domain_id
+        from rclpy.executors import SingleThreadedExecutor
+
+        configure_dds()
+        self._domain = domain_id()
+        domain = self._domain.__enter__()
+        self._tmp = tempfile.TemporaryDirectory()
+        self.log_path = Path(self._tmp.name) / "bringup.log"
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        with open(self.log_path, "wb") as log:
+            self.bringup = subprocess.Popen([str(Path(sys.executable).parent / "ellsa"), "bringup", "--config",
+                                             str(self.config)], env=env, cwd=self._tmp.name, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(self.node_name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        return self
+
+    def spin_until(self, done, timeout_s: float, what: str) -> None:
+        """Spin until `done()`; raise with the graph's log if it takes longer or the graph exits."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline or self.bringup.poll() is not None:
+                raise RuntimeError(f"no {what} from the graph of {self.config.name}: "
+                                   + self.log_path.read_text(errors="replace")[-2000:])
+            self.executor.spin_once(timeout_sec=0.1)
+
+    def spin_for(self, seconds: float) -> None:
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def __exit__(self, *exc) -> None:
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.bringup.send_signal(signal.SIGINT)
+        try:
+            self.bringup.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.bringup.kill()
+        self._tmp.cleanup()
+        self._domain.__exit__(*exc)
+
+
 def run_episode(config: Path, timeout_s: float) -> dict:
     """One episode of the graph of `config`: its `episode_end` event (success, steps)."""
     import json
 
-    import rclpy
-    from domain_coordinator import domain_id
-    from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import String
 
     from ellsa_ros.nodes import messages as m
@@ -86,35 +140,9 @@ def run_episode(config: Path, timeout_s: float) -> dict:
         if event.get("kind") == "episode_end":
             ended.append(event)
 
-    configure_dds()
-    with domain_id() as domain, tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-        log_path = Path(tmp) / "bringup.log"
-        with open(log_path, "wb") as log:
-            bringup = subprocess.Popen([str(Path(sys.executable).parent / "ellsa"), "bringup", "--config", str(config)],
-                                       env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain)
-        node = rclpy.create_node("bench_arm_episode", context=context)
-        node.create_subscription(String, "sim/events", on_event, m.RELIABLE_QOS)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not ended:
-                if time.monotonic() > deadline or bringup.poll() is not None:
-                    raise RuntimeError(f"no episode_end from the graph of {config.name}: "
-                                       + log_path.read_text(errors="replace")[-2000:])
-                executor.spin_once(timeout_sec=0.1)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
-            bringup.send_signal(signal.SIGINT)
-            try:
-                bringup.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                bringup.kill()
+    with Graph(config, "bench_arm_episode") as graph:
+        graph.node.create_subscription(String, "sim/events", on_event, m.RELIABLE_QOS)
+        graph.spin_until(lambda: bool(ended), timeout_s, "episode_end")
     return ended[0]
 
 
@@ -136,10 +164,7 @@ def success_rates(config: Path, direct: Path, init_states: range, max_steps: int
 
 
 def measure(args: argparse.Namespace) -> dict:
-    import rclpy
-    from domain_coordinator import domain_id
     from geometry_msgs.msg import TwistStamped
-    from rclpy.executors import SingleThreadedExecutor
 
     from ellsa_ros.bringup import resolve_config
     from ellsa_ros.nodes import messages as m
@@ -147,7 +172,6 @@ def measure(args: argparse.Namespace) -> dict:
 
     config = resolve_config(args.config)
     policy = PolicyParams.from_mapping(load_params_file(config)["policy"])
-    configure_dds()
     received: list[tuple[float, float, np.ndarray]] = []   # (receive s, stamp s, six values)
 
     def on_twist(msg: TwistStamped) -> None:
@@ -155,42 +179,14 @@ def measure(args: argparse.Namespace) -> dict:
         received.append((time.time(), m.from_stamp(msg.header.stamp),
                          np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z])))
 
-    with domain_id() as domain, tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-        log = open(Path(tmp) / "bringup.log", "wb")
-        bringup = subprocess.Popen([str(Path(sys.executable).parent / "ellsa"), "bringup", "--config", str(config)],
-                                   env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain)
-        node = rclpy.create_node("bench_arm", context=context)
-        node.create_subscription(TwistStamped, policy.command_topic_name, on_twist, m.RELIABLE_QOS)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        try:
-            deadline = time.monotonic() + args.startup_timeout_s
-            while not received:
-                if time.monotonic() > deadline or bringup.poll() is not None:
-                    raise RuntimeError("no twist from the arm_sim graph: "
-                                       + (Path(tmp) / "bringup.log").read_text(errors="replace")[-2000:])
-                executor.spin_once(timeout_sec=0.1)
-            print("[bench arm] twists arriving; warming up", file=sys.stderr, flush=True)
-            t_start = time.monotonic() + args.warmup_s
-            while time.monotonic() < t_start:
-                executor.spin_once(timeout_sec=0.05)
-            first = len(received)
-            t_end = time.monotonic() + args.seconds
-            while time.monotonic() < t_end:
-                executor.spin_once(timeout_sec=0.05)
-            window = received[first:]
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
-            bringup.send_signal(signal.SIGINT)
-            try:
-                bringup.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                bringup.kill()
+    with Graph(config, "bench_arm") as graph:
+        graph.node.create_subscription(TwistStamped, policy.command_topic_name, on_twist, m.RELIABLE_QOS)
+        graph.spin_until(lambda: bool(received), args.startup_timeout_s, "twist")
+        print("[bench arm] twists arriving; warming up", file=sys.stderr, flush=True)
+        graph.spin_for(args.warmup_s)
+        first = len(received)
+        graph.spin_for(args.seconds)
+        window = received[first:]
     if len(window) < 2:
         raise RuntimeError(f"only {len(window)} twists in {args.seconds} s")
     arrivals = np.array([w[0] for w in window])
