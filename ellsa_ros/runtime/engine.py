@@ -438,24 +438,23 @@ class DuplexEngine:
         """A stop word said alone that the spotter missed (a fast "Halt!", a word in noise):
         its transcript halts the arm, later than the reflex would have. The decision made with
         it keeps its words but not its motion, as a decision made under a hold."""
-        self._halt_t = block.t_start
-        self._interrupted = True
-        if self.speech.cut():
-            self._emit(ev.RobotSpeechCut(now, reason="stop_word"))
-        word = spoken_words(d.heard)[0]
-        self._cancel_actions(now, f"stop_word:{word}")
-        self._emit(ev.ActionHalt(now, reason=f"stop_word:{word}"))
+        self._stop_word(spoken_words(d.heard)[0], block.t_start, now, announce=True)
         d.actions = None
 
     def _confirm_stop(self, now: float) -> None:
         hold, self._hold = self._hold, None
-        self._halt_t = hold.t
+        self._stop_word(hold.word, hold.t, now, announce=not hold.announced)
+
+    def _stop_word(self, word: str, said_t: float, now: float, announce: bool) -> None:
+        """A stop: the voice is cut, the plan cancelled, and decisions of blocks cut before
+        `said_t` are void."""
+        self._halt_t = said_t
         self._interrupted = True
         if self.speech.cut():
             self._emit(ev.RobotSpeechCut(now, reason="stop_word"))
-        self._cancel_actions(now, f"stop_word:{hold.word}")
-        if not hold.announced:
-            self._emit(ev.ActionHalt(now, reason=f"stop_word:{hold.word}"))
+        self._cancel_actions(now, f"stop_word:{word}")
+        if announce:
+            self._emit(ev.ActionHalt(now, reason=f"stop_word:{word}"))
 
     def _reject(self, d: Decision, block: Block, now: float) -> None:
         self._rejected = True
