@@ -388,8 +388,8 @@ class DuplexEngine:
         if hold is not None and hold.block is not None and block.index >= hold.block:
             self._judge_hold(d.heard, now)
             hold = self._hold
-        elif hold is None and self._halt_t < block.t_start and self._stop_alone_in(d.heard):
-            self._halt_on_transcript(d, block, now)
+        elif hold is None and self._halt_t < block.t_start and (word := self._stop_alone_in(d.heard)):
+            self._halt_on_transcript(word, d, block, now)
         if block.t_end <= max(self._halt_t, -np.inf if hold is None else hold.t):
             return   # decided before the user said stop: its actions and words are void
         if hold is not None:
@@ -430,15 +430,16 @@ class DuplexEngine:
         self._emit(ev.ActionRelease(now, reason=f"stop_word:{hold.word}", held_s=round(now - hold.t, 4),
                                     heard=heard))
 
-    def _stop_alone_in(self, heard: str) -> bool:
+    def _stop_alone_in(self, heard: str) -> str | None:
+        """The first word of a transcript that is stop words and nothing else, else None."""
         words = spoken_words(heard)
-        return bool(words) and set(words) <= set(self.reflex.config.stop_words)
+        return words[0] if words and set(words) <= set(self.reflex.config.stop_words) else None
 
-    def _halt_on_transcript(self, d: Decision, block: Block, now: float) -> None:
+    def _halt_on_transcript(self, word: str, d: Decision, block: Block, now: float) -> None:
         """A stop word said alone that the spotter missed (a fast "Halt!", a word in noise):
         its transcript halts the arm, later than the reflex would have. The decision made with
         it keeps its words but not its motion, as a decision made under a hold."""
-        self._stop_word(spoken_words(d.heard)[0], block.t_start, now, announce=True)
+        self._stop_word(word, block.t_start, now, announce=True)
         d.actions = None
 
     def _confirm_stop(self, now: float) -> None:
