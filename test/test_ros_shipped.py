@@ -85,6 +85,8 @@ def test_sim_graph_runs_from_the_shipped_params_file(tmp_path):
     assert len(g.speech) >= 20 and all(m.audio_array(s).size for s in g.speech)
     assert all(m.chunk_array(c).shape[1] == 7 for c in g.chunks)
     assert "0.5 s blocks" in g.log()   # the embedded model's block length, from block_s: 0.0
+    # the ASR is biased toward the scene's object names, which the sim bridge publishes
+    assert re.search(r"listening for the scene's object names: .*ramekin", g.log()), g.log()[-3000:]
 
 
 def arm_config_with_test_sources(tmp_path, wav) -> str:

@@ -75,6 +75,18 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
             assert max(got["audio_peak"]) > 10000 > min(got["audio_peak"])   # the words, and room noise
             assert got["events"][0]["kind"] == "episode_start" and got["events"][0]["t"] == 0.0
             assert got["events"][-1]["kind"] == "episode_end" and got["events"][-1]["steps"] == STEPS
+            # The scene's object names are latched: a node that joins after the start still gets them.
+            names: list = []
+            late = rclpy.create_node("late", context=context)
+            late.create_subscription(String, "scene_vocabulary", lambda msg: names.append(json.loads(msg.data)),
+                                     m.LATCHED_QOS)
+            executor.add_node(late)
+            for _ in range(100):
+                if names:
+                    break
+                executor.spin_once(timeout_sec=0.05)
+            assert names and {"black bowl", "plate", "ramekin"} <= set(names[0]), names
+            late.destroy_node()
             node.destroy_node()
             peer.destroy_node()
         finally:

@@ -25,6 +25,9 @@ SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
 # Actions, the robot's speech, transcripts and events: every message counts.
 RELIABLE_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=50,
                           reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.VOLATILE)
+# What describes the scene (its object names): kept for a node that subscribes later.
+LATCHED_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 
 AUDIO_DIMS = ("samples", "channels")
 CHUNK_DIMS = ("chunk", "dof")

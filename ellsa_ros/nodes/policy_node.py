@@ -2,11 +2,13 @@
 
 Subscribes `<camera>/image` and `audio` (sensor-data QoS), `joint_states` (with
 `state_source: ee_pose` also the end-effector PoseStamped on `pose_topic`: the state is then
-the model's 18-d proprioception, `ellsa_ros.arm.proprio`), `instruction` and
-`speech_played` (with `state_source: fk` the pose comes from forward kinematics of
-joint_states through the arm's URDF). Publishes a command on every control tick on the
-output `command_interface` chooses (`ellsa_ros.nodes.commands`: action_chunk, a MoveIt
-Servo twist, a JointTrajectory or a forward-command array, and the gripper), `speech_audio`,
+the model's 18-d proprioception, `ellsa_ros.arm.proprio`; with `state_source: fk` the pose
+comes from forward kinematics of joint_states through the arm's URDF), `instruction`,
+`speech_played` and `scene_vocabulary` (a JSON list of the scene's object names, latched, as
+the sim bridge publishes it: the ASR is biased toward them and `speech.vocabulary`).
+Publishes a command on every control tick on the output `command_interface` chooses
+(`ellsa_ros.nodes.commands`: action_chunk, a MoveIt Servo twist, a JointTrajectory or a
+forward-command array, and the gripper), `speech_audio`,
 `transcript` and `events` (reliable). Services `~/stop`, `~/reset` (Trigger), `~/mute` and
 `~/enable` (SetBool: arms and disarms the command outputs; disarmed at start unless
 `armed_at_start`; each change is a `commands_armed` event).
@@ -20,6 +22,7 @@ state on). The first failure of a run is logged at ERROR with its text;
 """
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -67,6 +70,7 @@ class PolicyNode(Node):
         if p.state_source == "ee_pose":
             self.create_subscription(PoseStamped, p.pose_topic, self.pose_callback, m.SENSOR_QOS)
         self.create_subscription(String, "instruction", self.instruction_callback, m.RELIABLE_QOS)
+        self.create_subscription(String, "scene_vocabulary", self.vocabulary_callback, m.LATCHED_QOS)
         self.create_service(Trigger, "~/stop", self.stop_callback)
         self.create_service(Trigger, "~/reset", self.reset_callback)
         self.create_service(SetBool, "~/mute", self.mute_callback)
@@ -154,6 +158,19 @@ class PolicyNode(Node):
 
     def instruction_callback(self, msg: String) -> None:
         self.engine.push_text(msg.data, self.now_s())
+
+    def vocabulary_callback(self, msg: String) -> None:
+        try:
+            names = json.loads(msg.data)
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("not a list of names")
+        except ValueError as e:
+            return self.refuse(InputError("scene_vocabulary", f"expected a JSON list of names: {e}"))
+        policy = self.engine.worker.policy
+        if not hasattr(policy, "listen_for"):
+            return   # no ASR: nothing to bias
+        policy.listen_for([*self.params.vocabulary, *names])
+        self.get_logger().info(f"listening for the scene's object names: {policy.prompt}")
 
     def refuse(self, e: InputError) -> None:
         line = self.drops.drop(e.stream, e.reason)

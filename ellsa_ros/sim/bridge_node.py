@@ -11,6 +11,9 @@ policy node runs unchanged against the simulator. Topics (relative names):
                                            microphone (room noise and the scenario's spoken lines)
              instruction                   std_msgs/String: the scenario's typed lines
              sim/events                    std_msgs/String JSON: episode start, user lines, success, end
+             scene_vocabulary              std_msgs/String JSON list: the task scene's object names, latched
+                                           (transient local), so the policy's ASR is biased toward them as
+                                           in `ellsa sim`
   subscribes action_chunk                  std_msgs/Float32MultiArray [chunk, 7]: end-effector deltas at
                                            control_hz, from the next step on; a new chunk replaces
                                            what is left of the previous one
@@ -41,7 +44,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
 
-from ellsa_ros.nodes.messages import RELIABLE_QOS, SENSOR_QOS, audio_msg, chunk_array, image_msg, pcm16
+from ellsa_ros.nodes.messages import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, audio_msg, chunk_array, image_msg, pcm16
 from ellsa_ros.nodes.params import NodeParams, ParamError, declare, param
 from ellsa_ros.nodes.process import run_node
 from ellsa_ros.runtime.streams import InputError
@@ -113,6 +116,8 @@ class SimBridgeNode(Node):
         self.audio_pub = self.create_publisher(Int16MultiArray, "audio", SENSOR_QOS)
         self.instruction_pub = self.create_publisher(String, "instruction", RELIABLE_QOS)
         self.event_pub = self.create_publisher(String, "sim/events", RELIABLE_QOS)
+        self.vocabulary_pub = self.create_publisher(String, "scene_vocabulary", LATCHED_QOS)
+        self.vocabulary_pub.publish(String(data=json.dumps(list(_scene_names(p)))))
         self.arm = None
         if p.arm_interface == "moveit_servo":
             from ellsa_ros.sim.servo_arm import ServoArm
@@ -210,6 +215,11 @@ class SimBridgeNode(Node):
         if self._own_env and hasattr(self, "env"):   # absent when a bad parameter stopped the start
             self.env.close()
         super().destroy_node()
+
+
+def _scene_names(p: SimBridgeParams) -> tuple[str, ...]:
+    from ellsa_ros.sim.suites import scene_vocabulary, task_spec
+    return scene_vocabulary(task_spec(p.suite, p.task))
 
 
 def _build_env(p: SimBridgeParams):
