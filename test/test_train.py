@@ -235,3 +235,32 @@ def test_bf16_autocast_trains_fp32_weights(dataset, tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[train] step")]
     losses = [float(line.split(" loss ")[1].split()[0]) for line in lines]
     assert len(losses) == 2 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_a_fine_tune_to_longer_chunks_starts_from_the_checkpoint_and_acts_past_its_block(dataset, tmp_path, capsys):
+    from ellsa_ros.model import checkpoint
+    first = train(config(dataset, tmp_path / "short", 10))
+    cfg = TrainConfig(**{**config(dataset, tmp_path / "long", 5).__dict__, "model_overrides": {"chunk": 20},
+                         "init_from": str(first), "lr": 1e-9})
+    folder = train(cfg)
+    assert "starting from" in capsys.readouterr().err
+    before, after = checkpoint.load(first).state_dict(), checkpoint.load(folder).state_dict()
+    # with a learning rate of ~0 every weight is the one it started from; the new slots copy the last old one
+    assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in before if k != "queries")
+    assert torch.allclose(after["queries"][:10], before["queries"], atol=1e-5)
+    assert torch.allclose(after["queries"][10:], before["queries"][9].expand(10, -1), atol=1e-5)
+    policy = load_policy(folder)
+    pairs = next(DatasetReader(dataset).sequences(BlockFormat.for_model(policy.config, 0.5)))
+    policy.reset()
+    acting = [d for d in (policy.step(b) for b, _ in pairs) if d.actions is not None]
+    assert acting and all(d.actions.shape == (20, 7) for d in acting)   # 1 s of actions from a 0.5 s block
+
+
+def test_a_checkpoint_of_another_model_is_refused_as_a_start(dataset, tmp_path):
+    first = train(config(dataset, tmp_path / "tiny", 5))
+    cfg = TrainConfig(**{**config(dataset, tmp_path / "big", 5).__dict__, "model_overrides": {"d_model": 64},
+                         "init_from": str(first)})
+    with pytest.raises(ValueError, match=r"d_model \(128 there, 64 here\)"):
+        train(cfg)
+    with pytest.raises(ValueError, match="is not a checkpoint"):
+        TrainConfig(**{**config(dataset, tmp_path / "x", 5).__dict__, "init_from": str(tmp_path)})

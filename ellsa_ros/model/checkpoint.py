@@ -70,3 +70,30 @@ def load(folder: str | Path) -> EllsaNet:
         raise CheckpointError(f"{weights} does not match its config: {'; '.join(problems[:5])}{more}")
     net.load_state_dict({k: v.to(torch.float32) for k, v in stored.items()})
     return net.eval()
+
+
+def warm_start(net: EllsaNet, folder: str | Path) -> list[str]:
+    """Loads a checkpoint's weights into `net`, a network of the same config but for the chunk
+    length: a fine-tune that changes how many actions a chunk holds keeps everything the model
+    learned and starts the new action slots from the last old one (a chunk's later actions
+    resemble its last). Returns the names of tensors that were reshaped. Any other difference
+    in config is refused, naming the fields."""
+    old = read_config(folder)
+    ignore = {"chunk"}
+    differ = sorted(f for f, v in vars(old).items() if f not in ignore and getattr(net.c, f) != v)
+    if differ:
+        raise CheckpointError(f"{folder}: cannot start from it, its config differs in "
+                              + ", ".join(f"{f} ({getattr(old, f)!r} there, {getattr(net.c, f)!r} here)"
+                                          for f in differ))
+    stored = load(folder).state_dict()
+    reshaped = []
+    target = net.state_dict()
+    for k, v in target.items():
+        w = stored[k]
+        if w.shape != v.shape:   # only the chunk's slots can differ: the config check said so
+            n = min(w.shape[0], v.shape[0])
+            w = torch.cat([w[:n], w[n - 1:n].expand(v.shape[0] - n, *w.shape[1:])]) if v.shape[0] > n else w[:n]
+            reshaped.append(k)
+        target[k] = w.clone()
+    net.load_state_dict(target)
+    return reshaped

@@ -14,6 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=d["size"].default, choices=["tiny", "small", "base"])
     parser.add_argument("--action-head", default=d["action_head"].default, choices=["fast", "continuous"])
     parser.add_argument("--speech-input", default=d["speech_input"].default, choices=["text", "audio"])
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="actions per chunk at the control rate (default: the size's, 10); longer than a block "
+                             "(20 at 0.5 s blocks) keeps the arm moving while the next block is decided")
+    parser.add_argument("--init-from", default="", metavar="CKPT",
+                        help="start from this checkpoint's weights (a fine-tune; it may have another --chunk)")
     parser.add_argument("--block-s", type=float, default=d["block_s"].default, help="block length in seconds")
     parser.add_argument("--steps", type=int, default=d["steps"].default, help="optimizer steps in all")
     parser.add_argument("--batch", type=int, default=d["batch"].default, help="sequences per step")
@@ -43,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="init states of each selection task (kept apart from ellsa eval's 0, 1, ...)")
     parser.add_argument("--eval-max-steps", type=int, default=None,
                         help="control steps per selection episode (default: the suite's limit)")
+    parser.add_argument("--eval-latency-s", type=float, default=d["eval_latency_s"].default,
+                        help="inference time per block in selection episodes (default: %(default)s s, "
+                             "the small model's block step p95)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,4 +75,6 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
                       augment_shift_px=args.augment_shift_px, augment_jitter=args.augment_jitter, ema=args.ema,
                       eval_every=args.eval_every, eval_tasks=args.eval_tasks,
                       eval_init_states=tuple(int(x) for x in args.eval_init_states.split(",") if x.strip()),
-                      eval_max_steps=args.eval_max_steps)
+                      eval_max_steps=args.eval_max_steps, eval_latency_s=args.eval_latency_s,
+                      init_from=args.init_from,
+                      model_overrides={} if args.chunk is None else {"chunk": args.chunk})

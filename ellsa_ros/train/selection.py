@@ -21,10 +21,13 @@ SELECTION_INIT_STATES = (48, 49)
 @dataclass(frozen=True)
 class SelectionSet:
     """tasks: "libero_spatial:0-9,libero_object:0-9" (suite:task ids); init_states: of each task;
-    max_steps: control steps per episode (None: the suite's limit)."""
+    max_steps: control steps per episode (None: the suite's limit); latency_s: inference time
+    per block, so that the checkpoint chosen is one that works when its answers come late, as
+    they do on a robot."""
     tasks: str
     init_states: tuple[int, ...] = SELECTION_INIT_STATES
     max_steps: int | None = None
+    latency_s: float = 0.1
 
     def suites(self) -> dict[str, list[int]]:
         from ellsa_ros.sim.suites import parse_suite_tasks
@@ -42,7 +45,7 @@ def closed_loop_success(checkpoint: Path, selection: SelectionSet, out: Path) ->
 
     per_suite, episodes, successes = {}, 0, 0
     for suite, task_ids in selection.suites().items():
-        setup = EvalSetup(RobotSpec(policy=str(checkpoint)), suite, str(out / suite), videos="none",
+        setup = EvalSetup(RobotSpec(policy=str(checkpoint), latency_s=selection.latency_s), suite, str(out / suite), videos="none",
                           max_steps=selection.max_steps)
         # each episode its own record (the task's k-th init state is its episode k)
         jobs = [EpisodeJob(i, task, k, init, seed=i)

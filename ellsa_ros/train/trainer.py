@@ -63,6 +63,8 @@ class TrainConfig:
     eval_tasks: str = ""              # the selection set: "libero_spatial:0-9,libero_object:0-9"
     eval_init_states: tuple[int, ...] = SELECTION_INIT_STATES
     eval_max_steps: int | None = None  # control steps per selection episode (None: the suite's limit)
+    eval_latency_s: float = 0.1        # inference time per block in selection episodes (s): the block step's p95
+    init_from: str = ""               # a checkpoint to start from (a fine-tune; its chunk length may differ)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -82,13 +84,17 @@ class TrainConfig:
         if self.eval_every:
             self.selection().suites()   # an unknown suite or task is named before training starts
         self.task_filter()
+        if self.eval_latency_s < 0:
+            raise ValueError(f"eval_latency_s={self.eval_latency_s} must be >= 0")
+        if self.init_from:
+            checkpoint.read_config(self.init_from)   # not a checkpoint: named before the data is read
 
     def task_filter(self) -> dict[str, list[int]] | None:
         from ellsa_ros.sim.suites import parse_suite_tasks
         return parse_suite_tasks(self.tasks) if self.tasks else None
 
     def selection(self) -> SelectionSet:
-        return SelectionSet(self.eval_tasks, tuple(self.eval_init_states), self.eval_max_steps)
+        return SelectionSet(self.eval_tasks, tuple(self.eval_init_states), self.eval_max_steps, self.eval_latency_s)
 
     def model_config(self) -> ModelConfig:
         return sized(self.size, action_head=self.action_head, speech_input=self.speech_input, block_s=self.block_s,
@@ -144,6 +150,10 @@ def train(cfg: TrainConfig, log=None) -> Path:
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         print(f"[train] resuming at step {step}", file=log)
+    elif cfg.init_from:
+        reshaped = checkpoint.warm_start(net, cfg.init_from)
+        print(f"[train] starting from {cfg.init_from}" + (f" (new length: {', '.join(reshaped)})" if reshaped else ""),
+              file=log)
     t0 = time.monotonic()
     sequences = load_sequences(cfg, c)
     n_params = sum(p.numel() for p in net.parameters())
