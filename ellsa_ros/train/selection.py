@@ -45,8 +45,8 @@ def closed_loop_success(checkpoint: Path, selection: SelectionSet, out: Path) ->
 
     per_suite, episodes, successes = {}, 0, 0
     for suite, task_ids in selection.suites().items():
-        setup = EvalSetup(RobotSpec(policy=str(checkpoint), latency_s=selection.latency_s), suite, str(out / suite), videos="none",
-                          max_steps=selection.max_steps)
+        robot = RobotSpec(policy=str(checkpoint), latency_s=selection.latency_s)
+        setup = EvalSetup(robot, suite, str(out / suite), videos="none", max_steps=selection.max_steps)
         # each episode its own record (the task's k-th init state is its episode k)
         jobs = [EpisodeJob(i, task, k, init, seed=i)
                 for i, (task, k, init) in enumerate((t, k, s) for t in task_ids
