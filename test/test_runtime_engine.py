@@ -251,8 +251,9 @@ def test_new_instruction_after_rejection_acts_again():
 
 
 def test_slow_policy_keeps_the_loop_streaming_then_holding():
-    # Inference takes 3 s (3 block lengths); each chunk plans 5 s ahead of its observation.
-    rig = Rig(lambda b: Decision(actions=chunk(100)), latency_s=3.0).run(10.0)
+    # Inference takes 3 s (3 block lengths); each chunk plans 5 s ahead of its observation, and
+    # the part of it that latency made stale is dropped.
+    rig = Rig(lambda b: Decision(actions=chunk(100)), latency_s=3.0, late_chunks="skip").run(10.0)
     ticks = rig.loop.commands
     assert len(ticks) == 201                       # one command every tick: no stall
     starts = rig.log.of(ev.ActionChunkStart)
@@ -267,6 +268,15 @@ def test_slow_policy_keeps_the_loop_streaming_then_holding():
     merged = rig.log.of(ev.Overrun)
     assert merged and all(o.loop == "policy" for o in merged)
     assert sum(b.dropped_blocks for b in rig.policy.blocks) == len(merged)
+
+
+def test_a_slow_policy_s_chunks_run_whole_from_their_arrival():
+    rig = Rig(lambda b: Decision(actions=chunk(100)), latency_s=3.0).run(10.0)   # late_chunks: shift
+    starts = rig.log.of(ev.ActionChunkStart)
+    assert [s.t for s in starts] == pytest.approx([4.0, 7.0, 10.0])
+    assert [s.shifted for s in starts] == [60, 60, 60] and [s.skipped for s in starts] == [0, 0, 0]
+    # each chunk (5 s) outlasts the 3 s to the next: the arm never stands still once it started
+    assert all(not c.hold for c in rig.loop.commands if c.t >= 4.0)
 
 
 def test_stale_camera_holds_and_recovers():

@@ -22,20 +22,35 @@ def ramp(n, start=0.0, step=0.01, dof=7):
     return a
 
 
-def queue(mode="blend", committed=1, ramp_n=4):
+def queue(mode="blend", committed=1, ramp_n=4, late="skip"):
     limits = ActionLimits.ee_delta(7, max_step=10.0)
-    return ActionQueue(limits, QueueConfig(20.0, mode, committed, ramp_n))
+    return ActionQueue(limits, QueueConfig(20.0, mode, committed, ramp_n, late))
 
 
 def test_queue_drops_actions_that_latency_made_stale():
-    q = queue()
+    q = queue(late="skip")
     r = q.add(ActionChunk(ramp(10), t_start=1.0, hz=20.0), now=1.2)   # 4 ticks late
-    assert r.accepted and r.skipped == 4
+    assert r.accepted and r.skipped == 4 and r.shifted == 0
     assert q.tick(1.2).action[0] == pytest.approx(0.04)
 
 
+def test_a_late_chunk_runs_whole_from_its_arrival_and_chunks_tile():
+    assert QueueConfig().late == "shift"
+    q = queue(late="shift")
+    r = q.add(ActionChunk(ramp(10), t_start=1.0, hz=20.0, chunk_id=1), now=1.1)   # 2 ticks late
+    assert r.accepted and r.skipped == 0 and r.shifted == 2
+    # the next block's chunk starts at 1.5 and arrives as late, when the first has just run out
+    got = [q.tick(1.1 + 0.05 * i) for i in range(10)]
+    q.add(ActionChunk(ramp(10, 0.5), t_start=1.5, hz=20.0, chunk_id=2), now=1.6)
+    got += [q.tick(1.6 + 0.05 * i) for i in range(11)]
+    assert not any(c.hold for c in got[:20]) and got[20].hold      # 20 actions, no gap, then the plan ends
+    assert [c.action[0] for c in got[:20]] == pytest.approx([0.01 * k for k in range(10)] +
+                                                            [0.5 + 0.01 * k for k in range(10)])
+    assert [c.chunk_id for c in got[:20]] == [1] * 10 + [2] * 10
+
+
 def test_queue_keeps_the_committed_prefix_and_blends_the_overlap():
-    q = queue(mode="blend", committed=2, ramp_n=4)
+    q = queue(mode="blend", committed=2, ramp_n=4, late="skip")
     q.add(ActionChunk(ramp(20, 0.0), 1.0, 20.0, chunk_id=1), now=1.0)
     q.tick(1.0)
     r = q.add(ActionChunk(ramp(20, 1.0, 0.0), 1.0, 20.0, chunk_id=2), now=1.05)  # new plan: constant 1.0

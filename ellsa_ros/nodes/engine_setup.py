@@ -134,7 +134,7 @@ def engine_config(p: PolicyParams, block_s: float, state_dim: int | None) -> Eng
     return EngineConfig(
         sample_rate=p.sample_rate, frame_ms=p.frame_ms, block_s=block_s, control_hz=p.control_hz,
         cameras=tuple(p.cameras), image_size=p.image_size, state_dim=state_dim,
-        use_audio=p.use_audio, action_mode=p.action_mode, stop_words=tuple(p.stop_words),
+        use_audio=p.use_audio, action_mode=p.action_mode, late_chunks=p.late_chunks, stop_words=tuple(p.stop_words),
         backchannel_s=p.backchannel_s, resume_window_s=p.resume_window_s, stop_hold_s=p.stop_hold_s,
         failing_after=p.policy_failing_after,
         max_age_s={"camera": p.max_age_camera_s, "state": p.max_age_state_s, "audio": p.max_age_audio_s})

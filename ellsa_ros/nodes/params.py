@@ -271,6 +271,8 @@ class PolicyParams(NodeParams):
     joint_low: tuple[float, ...] = param((), "lower joint position limits (joint_positions)")
     joint_high: tuple[float, ...] = param((), "upper joint position limits (joint_positions)")
     action_mode: str = param("blend", "how a new chunk meets the current plan", choices=("blend", "replace"))
+    late_chunks: str = param("shift", "a chunk that arrives after its start (inference latency): 'shift' runs all "
+                             "of it from now, 'skip' drops the actions already past", choices=("shift", "skip"))
     max_age_camera_s: float = param(0.5, "a camera older than this is stale: the arm holds",
                                     name="max_age_s.camera", low=0.001)
     max_age_state_s: float = param(0.25, "joint states older than this are stale", name="max_age_s.state", low=0.001)

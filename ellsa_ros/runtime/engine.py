@@ -38,6 +38,7 @@ class EngineConfig:
     use_audio: bool = True                         # False: typed instructions only, no microphone
     max_age_s: dict[str, float] = field(default_factory=lambda: {"camera": 0.5, "state": 0.25, "audio": 0.5})
     action_mode: str = "blend"
+    late_chunks: str = "shift"   # a chunk that arrives after its start: "shift" runs it from now, "skip" drops the past
     committed: int = 1
     blend_ramp: int = 5
     backchannel_s: float = ReflexConfig.backchannel_s       # user speech this long pauses the robot's voice
@@ -123,7 +124,8 @@ class DuplexEngine:
         self.config = c = config or EngineConfig()
         self.worker = worker
         self.events = ev.EventBus()
-        self.queue = ActionQueue(limits, QueueConfig(c.control_hz, c.action_mode, c.committed, c.blend_ramp))
+        self.queue = ActionQueue(limits, QueueConfig(c.control_hz, c.action_mode, c.committed, c.blend_ramp,
+                                                     c.late_chunks))
         sync = isinstance(worker, SteppedWorker) if synchronous_speech is None else synchronous_speech
         self.speech = SpeechOutput(tts, c.sample_rate, c.frame_samples, c.duck_gain, synchronous=sync)
         rc = c.reflex_config()
@@ -477,7 +479,7 @@ class DuplexEngine:
             return
         self._live_chunk = self._chunk_id
         self._emit(ev.ActionChunkStart(now, chunk_id=self._chunk_id, n_actions=len(chunk.actions),
-                                       skipped=result.skipped))
+                                       skipped=result.skipped, shifted=result.shifted))
 
     def _say(self, text: str, now: float) -> None:
         self.speech.say(text)

@@ -120,7 +120,8 @@ class RobotSpeechEnd(Event):
 class ActionChunkStart(Event):
     chunk_id: int = 0
     n_actions: int = 0
-    skipped: int = 0  # actions already past when the chunk arrived (inference latency)
+    skipped: int = 0  # actions already past when the chunk arrived (inference latency; late: skip)
+    shifted: int = 0  # control periods it was moved later to start on arrival (late: shift)
     kind: ClassVar[str] = "action_chunk_start"
 
 
