@@ -12,6 +12,7 @@ from ellsa_ros.bringup import check_config
 from ellsa_ros.nodes.graph import GRAPHS
 from ellsa_ros.nodes.params import CameraParams, MicrophoneParams, ParamError, PolicyParams, flatten, load_params_file
 from ellsa_ros.nodes.share import config_file
+from ellsa_ros.sim.bridge_node import SimBridgeParams
 
 
 @pytest.mark.parametrize("name", ["arm", "sim", "arm_sim"])
@@ -50,6 +51,8 @@ def test_nested_yaml_becomes_dotted_names():
      "not longer than speech.backchannel_s"),
     (PolicyParams, {"speech.keywords": True, "speech.stop_words": [""]}, "speech.stop_words", "is empty"),
     (PolicyParams, {"speech.stop_hold_s": 0.0}, "speech.stop_hold_s", "below the minimum"),
+    (PolicyParams, {"late_chunks": "drop"}, "late_chunks", "not one of"),
+    (SimBridgeParams, {"camera_hz": 3.0}, "camera_hz", "does not land on the 20 Hz control ticks"),
 ])
 def test_bad_values_are_refused_naming_the_parameter(cls, values, name, says):
     with pytest.raises(ParamError) as err:

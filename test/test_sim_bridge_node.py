@@ -9,7 +9,7 @@ import rclpy
 from domain_coordinator import domain_id
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from sim_voices import shared_env
 from std_msgs.msg import Float32MultiArray, Int16MultiArray, String
 
@@ -33,7 +33,9 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
                 Parameter("scenario", value=str(tmp_path / "s.yaml")), Parameter("image_size", value=64),
                 Parameter("max_steps", value=STEPS)])
             peer = rclpy.create_node("peer", context=context)
-            got: dict[str, list] = {"state": [], "audio_peak": [], "instruction": [], "events": []}
+            got: dict[str, list] = {"state": [], "audio_peak": [], "instruction": [], "events": [], "frames": []}
+            # frames at camera_hz (4 Hz: every 5th step)
+            peer.create_subscription(Image, "agentview/image", got["frames"].append, m.SENSOR_QOS)
             peer.create_subscription(JointState, "joint_states", lambda msg: got["state"].append(msg.position[2]),
                                      m.RELIABLE_QOS)
             peer.create_subscription(Int16MultiArray, "audio",
@@ -72,6 +74,7 @@ def test_bridge_node_runs_an_episode_from_action_chunks(tmp_path):
             # Then it held: the last action sent (state[11:18]) was zero deltas with the gripper kept open.
             assert np.allclose(node.obs["state"][11:18], [0, 0, 0, 0, 0, 0, -1.0])
             assert got["instruction"] == ["typed hello"]
+            assert STEPS // 5 - 1 <= len(got["frames"]) <= STEPS // 5 + 1, len(got["frames"])
             assert max(got["audio_peak"]) > 10000 > min(got["audio_peak"])   # the words, and room noise
             assert got["events"][0]["kind"] == "episode_start" and got["events"][0]["t"] == 0.0
             assert got["events"][-1]["kind"] == "episode_end" and got["events"][-1]["steps"] == STEPS

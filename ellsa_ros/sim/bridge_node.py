@@ -3,7 +3,7 @@
 It stands in for the cameras, the microphone and the arm of config/arm.yaml's graph, so the
 policy node runs unchanged against the simulator. Topics (relative names):
 
-  publishes  agentview/image, wrist/image  sensor_msgs/Image rgb8, upright, every control step
+  publishes  agentview/image, wrist/image  sensor_msgs/Image rgb8, upright, every `camera_hz`
                                            (sensor-data QoS)
              joint_states                  sensor_msgs/JointState: the 18-d LIBERO proprioception as
                                            `position`, names proprio_0 .. proprio_17
@@ -29,6 +29,10 @@ observation stands and nothing steps.
 
 The simulator steps on a wall-clock timer at `control_hz`; simulation time (in sim/events)
 is steps / control_hz. A step that takes longer than a period delays the next one (no burst).
+The policy runs on the wall clock, so a simulator slower than `control_hz` drops its commands.
+In the sim graph on 2 cores, rendering both cameras every step held it to 13.6 steps/s (the
+policy's plan ran at two thirds of its speed); at `camera_hz` 10 Hz 15.8, at 4 Hz 19.3 steps/s
+(as at 2 Hz). So cameras render at 4 Hz by default: a block cut sees a frame at most 0.25 s old.
 With no action left the arm holds: zero deltas, the gripper kept. The microphone frames of
 each period are published with that step, in order.
 """
@@ -49,6 +53,7 @@ from ellsa_ros.nodes.params import NodeParams, ParamError, declare, param
 from ellsa_ros.nodes.process import run_node
 from ellsa_ros.runtime.streams import InputError
 from ellsa_ros.sim.bridge import CAMERAS, GRIPPER_OPEN, episode_steps
+from ellsa_ros.sim.frame_rate import frame_interval
 from ellsa_ros.sim.microphone import ScriptedMicrophone, read_wav, synthesize
 from ellsa_ros.sim.scenario import Scenario
 
@@ -66,6 +71,8 @@ class SimBridgeParams(NodeParams):
     sample_rate: int = param(16000, "microphone samples per second", low=8000, high=48000)
     frame_ms: float = param(20.0, "microphone frame length in milliseconds", low=20.0, high=32.0)
     control_hz: float = param(20.0, "simulator steps per second (LIBERO runs at 20 Hz)", low=1.0, high=100.0)
+    camera_hz: float = param(4.0, "camera frames per second; control_hz divided by a whole number (rendering "
+                             "costs more than a physics step)", low=0.1, high=100.0)
     max_steps: int = param(0, "steps before the episode ends; 0: the scenario's length, or the suite's limit "
                                  "counted from the end of the spoken instruction (as ellsa sim)", low=0)
     wait_for_policy: bool = param(True, "start the episode only once a node listens on audio and publishes "
@@ -88,6 +95,10 @@ class SimBridgeParams(NodeParams):
     def check(self) -> None:
         if self.gripper_open == self.gripper_closed:
             raise ParamError("gripper_closed", f"equals gripper_open ({self.gripper_open})")
+        try:
+            frame_interval(self.camera_hz, self.control_hz, "camera_hz")
+        except ValueError as e:
+            raise ParamError("camera_hz", str(e)) from None
 
 
 class SimBridgeNode(Node):
@@ -103,6 +114,7 @@ class SimBridgeNode(Node):
         self.frame_samples = int(round(p.sample_rate * p.frame_ms / 1000.0))
         self.mic, self.typed, scenario = _microphone(p, info["task"])
         self.period_s = 1.0 / p.control_hz
+        self.frame_every = frame_interval(p.camera_hz, p.control_hz, "camera_hz")
         user_ends = [u.t_end for u in self.mic.utterances] + [t for t, _ in self.typed]
         self.max_steps = p.max_steps or episode_steps(scenario, user_ends, self.env.max_steps, self.period_s)
         self.steps, self.frames_sent, self.chunks, self.refused = 0, 0, 0, 0
@@ -196,8 +208,9 @@ class SimBridgeNode(Node):
 
     def publish_observation(self) -> None:
         stamp = self.get_clock().now().to_msg()
-        # A camera topic publishes every step, whoever subscribes: both are rendered each step.
-        images = self.env.render_cameras(tuple(self.image_pubs)) if self.env.config.cameras else {}
+        # A camera topic publishes whoever subscribes: both are rendered on the camera ticks.
+        due = self.steps % self.frame_every == 0 and self.env.config.cameras
+        images = self.env.render_cameras(tuple(self.image_pubs)) if due else {}
         for camera, pub in self.image_pubs.items():
             if camera in images:
                 pub.publish(image_msg(images[camera], stamp, camera))
