@@ -147,9 +147,10 @@ def test_a_robot_that_says_hello_again_gets_a_fresh_session(server):
 
 def run_stepped_episode(client: RemotePolicy, latency_s: float, blocks: int) -> dict:
     """The runtime's path on a stepped clock: the worker releases each remote answer
-    `latency_s` after its block ended, and the ActionQueue places it at block.t_end."""
+    `latency_s` after its block ended, and the ActionQueue places it at block.t_end (late
+    chunks skip what is past: the policy here plans a trajectory in time)."""
     worker = SteppedWorker(client, latency_s=latency_s)
-    queue = ActionQueue(ActionLimits.ee_delta(DOF), QueueConfig(hz=HZ, mode="blend", committed=1))
+    queue = ActionQueue(ActionLimits.ee_delta(DOF), QueueConfig(hz=HZ, mode="blend", committed=1, late="skip"))
     ticks_per_block = int(round(BLOCK_S * HZ))
     out = {"underruns": 0, "skipped": [], "kept": [], "commands": [], "errors": []}
     started = False
