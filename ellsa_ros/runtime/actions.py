@@ -6,8 +6,8 @@ some of it. What `ActionQueue.add` does with a late chunk is `QueueConfig.late`:
 (the default) starts it on arrival and runs all of it, so the arm lags its observation by the
 latency but moves as the policy planned; `skip` drops the actions whose time has passed, and
 with chunks one block long the arm then stands still that long every block (measured: the
-embedded default, task 0 init states 0-19, at 0.1 s latency 0 of 20 with `skip`, 4 of 20 with
-`shift`, as at no latency). It keeps the first `committed` actions of the current plan
+embedded default, task 0 init states 0-19, at 0.1 s latency: 0 of 20 with `skip`, 2-4 of 20
+over two runs with `shift`, 4 of 20 at no latency). It keeps the first `committed` actions of the current plan
 untouched (they may already be on their way to the controller: Real-Time Chunking's frozen
 prefix), and either replaces the rest or blends the overlap with weights (as LeRobot's chunk
 aggregation). `tick` emits one command per control period; an empty plan (underrun) holds.
@@ -97,7 +97,7 @@ class QueueConfig:
         if self.mode not in ("replace", "blend"):
             raise ValueError(f"action mode must be 'replace' or 'blend', got {self.mode!r}")
         if self.late not in ("shift", "skip"):
-            raise ValueError(f"late chunks must 'shift' or 'skip', got {self.late!r}")
+            raise ValueError(f"late must be 'shift' or 'skip', got {self.late!r}")
         if self.committed < 0 or self.blend_ramp < 1:
             raise ValueError("committed must be >= 0 and blend_ramp >= 1")
 
