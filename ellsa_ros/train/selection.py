@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SELECTION_INIT_STATES = (48, 49)
+SELECTION_LATENCY_S = 0.1   # inference time per block in selection episodes: the small model's block step p95
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class SelectionSet:
     tasks: str
     init_states: tuple[int, ...] = SELECTION_INIT_STATES
     max_steps: int | None = None
-    latency_s: float = 0.1
+    latency_s: float = SELECTION_LATENCY_S
 
     def suites(self) -> dict[str, list[int]]:
         from ellsa_ros.sim.suites import parse_suite_tasks

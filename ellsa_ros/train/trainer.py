@@ -28,7 +28,7 @@ from ellsa_ros.sim.datagen.reader import BlockFormat, DatasetReader
 
 from .augment import Augment
 from .examples import episode_layout
-from .selection import SELECTION_INIT_STATES, Curve, SelectionSet, closed_loop_success, keep_best
+from .selection import SELECTION_INIT_STATES, SELECTION_LATENCY_S, Curve, SelectionSet, closed_loop_success, keep_best
 
 STATE_FILE = "train_state.pt"
 MODEL_DIR = "model"
@@ -63,7 +63,7 @@ class TrainConfig:
     eval_tasks: str = ""              # the selection set: "libero_spatial:0-9,libero_object:0-9"
     eval_init_states: tuple[int, ...] = SELECTION_INIT_STATES
     eval_max_steps: int | None = None  # control steps per selection episode (None: the suite's limit)
-    eval_latency_s: float = 0.1        # inference time per block in selection episodes (s): the block step's p95
+    eval_latency_s: float = SELECTION_LATENCY_S   # inference time per block in selection episodes (s)
     init_from: str = ""               # a checkpoint to start from (a fine-tune; its chunk length may differ)
 
     def __post_init__(self) -> None:
